@@ -1,0 +1,6 @@
+namespace FlashMla.Numerics;
+
+/// <summary>Placeholder.</summary>
+public static class BFloat16Placeholder
+{
+}
