@@ -1,0 +1,427 @@
+// decode_splitkv.cu: split-KV MLA decode on tensor cores through mma.sync (sm_80 and newer).
+//
+// Work: CTA (x, y, z) takes query rows [64x, 64x+64) of KV head y (row r = query token r/group,
+// query head y·group + r%group) and the pieces of requests that schedule part z assigns it. For
+// each piece it computes S = Q·Kᵀ over all head_dim columns and O += softmax(S)·V over the first
+// 512 columns, 64 keys at a time, with an online softmax in fp32 (log2 domain).
+// An unsplit piece writes the final output (q's dtype) and natural-log LSE; a piece of a split
+// request writes its fp32 output, normalised by its own sum, and its log2 LSE to split slot
+// num_splits[request] + split for decode_combine.cu to merge.
+//
+// Threads: 256 = 8 warps. Warp w owns query rows 16·(w%4) … +16 ("row group"), and
+//  - in S = Q·Kᵀ: keys 32·(w/4) … +32 of the 64-key tile;
+//  - in O += P·V: output columns 256·(w/4) … +256 (128 fp32 accumulators per thread).
+// The two warps of a row group (w and w+4) meet at named barrier 1 + w%4 twice per tile: once
+// to exchange their row maxima (sRowMax), once after both wrote their half of P (sP).
+//
+// Shared memory (STAGES = 2: 230,400 bytes; STAGES = 1: 156,672 bytes):
+//  sQ  64 × 576 bf16/fp16, swizzled      loaded once per piece (cp.async)
+//  sK  STAGES × (64 × 576), swizzled      key tiles, cp.async ring, prefetch distance STAGES−1;
+//                                         V is the first 512 columns of the same tile
+//  sP  64 × 64, swizzled                  softmax weights in q's dtype, written by the S warps
+//  sRowMax, sRowSum  2 × 64 fp32          per-half row maxima / row sums of a row group
+// Every thread loads 16-byte chunks of one tile row (row = tid/4, chunks tid%4, +4, …), so
+// each thread resolves one page through the block table per tile. Rows past the request's
+// length are zero-filled and never read; a block id outside [0, num_blocks) is reported in the
+// error record and its row zero-filled.
+// Whole-CTA barriers: after a tile's loads land (before compute) and after its compute (before
+// its buffer is refilled).
+#include "cp_async.cuh"
+#include "decode_common.cuh"
+#include "mma.cuh"
+#include "tile_layout.cuh"
+
+namespace fmla {
+
+struct DecodeParams {
+    u64 q, k_cache, block_table, cache_seqlens, output, lse;
+    u64 o_accum;    // float [slots, h_kv, rows, 512]
+    u64 lse_accum;  // float [slots, h_kv, rows], log2 domain
+    u64 parts, num_splits, error;
+    i64 q_batch_stride, q_seq_stride, q_head_stride;
+    i64 k_block_stride, k_row_stride, k_head_stride;
+    i64 bt_batch_stride;
+    i64 o_batch_stride, o_seq_stride, o_head_stride;
+    i64 lse_batch_stride, lse_head_stride;
+    int batch, s_q, h_q, h_kv, group, rows;
+    int head_dim;
+    int page_block_size, num_blocks, max_blocks_per_seq;
+    int causal, num_parts;
+    float scale_log2;
+    int pad;
+};
+
+constexpr int kBlockM = 64;
+constexpr int kThreads = 256;
+constexpr int kMaxHeadDim = 576;
+constexpr int kHeadDimV = 512;
+constexpr float kLn2 = 0.693147180559945309f;
+
+using QKTile = SwizzledTile<kMaxHeadDim * 2>;  // 1152-byte rows: Q and K tiles
+using PTile = SwizzledTile<kBlockN * 2>;       // 128-byte rows: P tile
+
+constexpr int kQKTileBytes = kBlockM * kMaxHeadDim * 2;
+
+template <int STAGES>
+struct DecodeSmem {
+    static constexpr int q = 0;
+    static constexpr int k = q + kQKTileBytes;
+    static constexpr int p = k + STAGES * kQKTileBytes;
+    static constexpr int row_max = p + kBlockM * kBlockN * 2;
+    static constexpr int row_sum = row_max + 2 * kBlockM * 4;
+    static constexpr int bytes = row_sum + 2 * kBlockM * 4;
+};
+
+extern FMLA_SHARED __attribute__((aligned(128))) u8 decode_smem[];
+
+// One thread's share of a 64-row tile load: row tid/4, chunks tid%4 + 4i.
+FMLA_DEVICE void load_rows(u32 s_tile, const u8* row_src, bool valid, int chunks, const void* fallback) {
+    const int row = thread_idx() >> 2;
+    const int sub = thread_idx() & 3;
+#pragma unroll
+    for (int i = 0; i < kMaxHeadDim / 8 / 4; ++i) {
+        int c = sub + 4 * i;
+        if (c < chunks) {
+            cp_async_16(s_tile + QKTile::chunk_offset(row, c), valid ? row_src + 16 * c : fallback, valid);
+        }
+    }
+}
+
+// The global address of token `token`'s K row, or null when the row must not be read.
+FMLA_DEVICE const u8* k_row_source(const DecodeParams& p, const int* bt_row, int request, int kv_head,
+                                   int token, int seqlen, int* error) {
+    if (token >= seqlen) return nullptr;
+    int page = token / p.page_block_size;
+    int slot = token - page * p.page_block_size;
+    int block_id = bt_row[page];
+    if (block_id < 0 || block_id >= p.num_blocks) {
+        if ((thread_idx() & 3) == 0) report_bad_block(error, request);
+        return nullptr;
+    }
+    i64 offset = static_cast<i64>(block_id) * p.k_block_stride + static_cast<i64>(slot) * p.k_row_stride +
+                 static_cast<i64>(kv_head) * p.k_head_stride;
+    return reinterpret_cast<const u8*>(p.k_cache) + offset * 2;
+}
+
+struct __attribute__((aligned(8))) float2v {
+    float x, y;
+};
+
+template <typename T, int STAGES>
+struct DecodeCta {
+    const DecodeParams& p;
+    int m_block, kv_head, warp, lane, row_group, half;
+    u32 smem;
+
+    // Per-thread state for the rows g and g+8 of the warp's row group.
+    FragC o[32];       // output accumulators: 16 rows × 256 columns per warp
+    float m_run[2];    // running max (log2 domain), shared by the two warps of the row group
+    float l_run[2];    // this thread's partial row sums
+
+    FMLA_DEVICE DecodeCta(const DecodeParams& params)
+        : p(params),
+          m_block(block_idx_x()),
+          kv_head(block_idx_y()),
+          warp(warp_idx()),
+          lane(lane_idx()),
+          row_group(warp_idx() & 3),
+          half(warp_idx() >> 2),
+          smem(smem_addr(decode_smem)) {}
+
+    FMLA_DEVICE u32 s_q_tile() const { return smem + DecodeSmem<STAGES>::q; }
+    FMLA_DEVICE u32 s_k_tile(int stage) const { return smem + DecodeSmem<STAGES>::k + stage * kQKTileBytes; }
+    FMLA_DEVICE u32 s_p_tile() const { return smem + DecodeSmem<STAGES>::p; }
+    FMLA_DEVICE float* s_row_max() const { return reinterpret_cast<float*>(decode_smem + DecodeSmem<STAGES>::row_max); }
+    FMLA_DEVICE float* s_row_sum() const { return reinterpret_cast<float*>(decode_smem + DecodeSmem<STAGES>::row_sum); }
+
+    // Tile-local rows of this thread: row_of(0) = 16·row_group + lane/4, row_of(1) = that + 8.
+    FMLA_DEVICE int row_of(int i) const { return 16 * row_group + (lane >> 2) + 8 * i; }
+
+    FMLA_DEVICE void load_q(int request) {
+        const int row = thread_idx() >> 2;
+        const int r = m_block * kBlockM + row;
+        const bool valid = r < p.rows;
+        const u8* src = nullptr;
+        if (valid) {
+            int token = r / p.group;
+            int head = kv_head * p.group + (r - token * p.group);
+            i64 offset = static_cast<i64>(request) * p.q_batch_stride + static_cast<i64>(token) * p.q_seq_stride +
+                         static_cast<i64>(head) * p.q_head_stride;
+            src = reinterpret_cast<const u8*>(p.q) + offset * 2;
+        }
+        load_rows(s_q_tile(), src, valid, p.head_dim / 8, reinterpret_cast<const void*>(p.q));
+    }
+
+    FMLA_DEVICE void load_k(int stage, int request, const int* bt_row, int tile, int seqlen) {
+        const int token = tile * kBlockN + (thread_idx() >> 2);
+        const u8* src = k_row_source(p, bt_row, request, kv_head, token, seqlen, reinterpret_cast<int*>(p.error));
+        load_rows(s_k_tile(stage), src, src != nullptr, p.head_dim / 8, reinterpret_cast<const void*>(p.k_cache));
+    }
+
+    // S (16 rows × this warp's 32 keys) = Q · Kᵀ over head_dim.
+    FMLA_DEVICE void compute_scores(FragC (&s)[4], u32 s_k) const {
+#pragma unroll
+        for (int j = 0; j < 4; ++j) zero(s[j]);
+        const int a_row = 16 * row_group + (lane & 7) + ((lane >> 3) & 1) * 8;
+        const int a_chunk = lane >> 4;
+        const int b_key = 32 * half + (lane & 7) + ((lane >> 4) << 3);
+        const int b_chunk = (lane >> 3) & 1;
+        // head_dim is 512 or 576: 8 or 9 column blocks of 64, four k-steps of 16 each.
+        const int column_blocks = p.head_dim / 64;
+        for (int cb = 0; cb < column_blocks; ++cb) {
+#pragma unroll
+        for (int ks = 0; ks < 4; ++ks) {
+            const int kk = 4 * cb + ks;
+            FragA a;
+            ldmatrix_x4(a.r, s_q_tile() + QKTile::chunk_offset(a_row, 2 * kk + a_chunk));
+#pragma unroll
+            for (int np = 0; np < 2; ++np) {
+                u32 b[4];
+                ldmatrix_x4(b, s_k + QKTile::chunk_offset(b_key + 16 * np, 2 * kk + b_chunk));
+                FragB b0 = {{b[0], b[1]}};
+                FragB b1 = {{b[2], b[3]}};
+                Mma<T>::run(s[2 * np], a, b0);
+                Mma<T>::run(s[2 * np + 1], a, b1);
+            }
+        }
+        }
+    }
+
+    // Online softmax over one tile: masks, exchanges row maxima with the partner warp, rescales
+    // the accumulators, and writes this warp's half of P into sP.
+    FMLA_DEVICE void softmax_tile(FragC (&s)[4], int tile, int seqlen) {
+        float limit[2];
+#pragma unroll
+        for (int i = 0; i < 2; ++i) {
+            int r = m_block * kBlockM + row_of(i);
+            int visible = seqlen;
+            if (p.causal) visible = seqlen - p.s_q + r / p.group + 1;
+            limit[i] = static_cast<float>(r < p.rows ? visible : 0);
+        }
+        float mx[2] = {-inf_f(), -inf_f()};
+        const int key_base = tile * kBlockN + 32 * half + 2 * (lane & 3);
+#pragma unroll
+        for (int j = 0; j < 4; ++j) {
+#pragma unroll
+            for (int e = 0; e < 4; ++e) {
+                int i = e >> 1;
+                float key = static_cast<float>(key_base + 8 * j + (e & 1));
+                float v = s[j].r[e] * p.scale_log2;
+                v = key < limit[i] ? v : -inf_f();
+                s[j].r[e] = v;
+                mx[i] = fmax_(mx[i], v);
+            }
+        }
+#pragma unroll
+        for (int i = 0; i < 2; ++i) {
+            mx[i] = fmax_(mx[i], shfl_xor(mx[i], 1));
+            mx[i] = fmax_(mx[i], shfl_xor(mx[i], 2));
+        }
+        float* row_max = s_row_max();
+        if ((lane & 3) == 0) {
+            row_max[half * kBlockM + row_of(0)] = mx[0];
+            row_max[half * kBlockM + row_of(1)] = mx[1];
+        }
+        named_barrier(1 + row_group, 64);
+        float alpha[2], m_use[2];
+#pragma unroll
+        for (int i = 0; i < 2; ++i) {
+            float other = row_max[(1 - half) * kBlockM + row_of(i)];
+            float m_new = fmax_(m_run[i], fmax_(mx[i], other));
+            m_use[i] = m_new == -inf_f() ? 0.0f : m_new;
+            alpha[i] = exp2_approx(m_run[i] - m_use[i]);
+            m_run[i] = m_new;
+            l_run[i] *= alpha[i];
+        }
+#pragma unroll
+        for (int j = 0; j < 32; ++j) {
+            o[j].r[0] *= alpha[0];
+            o[j].r[1] *= alpha[0];
+            o[j].r[2] *= alpha[1];
+            o[j].r[3] *= alpha[1];
+        }
+        const u32 s_p = s_p_tile();
+#pragma unroll
+        for (int j = 0; j < 4; ++j) {
+            float p0 = exp2_approx(s[j].r[0] - m_use[0]);
+            float p1 = exp2_approx(s[j].r[1] - m_use[0]);
+            float p2 = exp2_approx(s[j].r[2] - m_use[1]);
+            float p3 = exp2_approx(s[j].r[3] - m_use[1]);
+            l_run[0] += p0 + p1;
+            l_run[1] += p2 + p3;
+            const int chunk = 4 * half + j;
+            const u32 lo = ElemOps<T>::pack2(p0, p1);
+            const u32 hi = ElemOps<T>::pack2(p2, p3);
+            asm volatile("st.shared.b32 [%0], %1;" ::"r"(s_p + PTile::chunk_offset(row_of(0), chunk) + 4 * (lane & 3)),
+                         "r"(lo)
+                         : "memory");
+            asm volatile("st.shared.b32 [%0], %1;" ::"r"(s_p + PTile::chunk_offset(row_of(1), chunk) + 4 * (lane & 3)),
+                         "r"(hi)
+                         : "memory");
+        }
+        named_barrier(1 + row_group, 64);
+    }
+
+    // O (16 rows × this warp's 256 columns) += P (16 × 64) · V (64 × 256).
+    FMLA_DEVICE void accumulate_pv(u32 s_k) {
+        const int a_row = 16 * row_group + (lane & 7) + ((lane >> 3) & 1) * 8;
+        const int a_chunk = lane >> 4;
+        const int v_key = (lane & 7) + ((lane >> 3) & 1) * 8;
+        const int v_chunk = 32 * half + (lane >> 4);
+#pragma unroll
+        for (int kk = 0; kk < kBlockN / 16; ++kk) {
+            FragA a;
+            ldmatrix_x4(a.r, s_p_tile() + PTile::chunk_offset(a_row, 2 * kk + a_chunk));
+#pragma unroll
+            for (int nb = 0; nb < 16; ++nb) {
+                u32 b[4];
+                ldmatrix_x4_trans(b, s_k + QKTile::chunk_offset(16 * kk + v_key, v_chunk + 2 * nb));
+                FragB b0 = {{b[0], b[1]}};
+                FragB b1 = {{b[2], b[3]}};
+                Mma<T>::run(o[2 * nb], a, b0);
+                Mma<T>::run(o[2 * nb + 1], a, b1);
+            }
+        }
+    }
+
+    // Writes the piece's result: final output and LSE, or an fp32 partial in split slot `slot`.
+    FMLA_DEVICE void epilogue(int request, bool split, int slot) {
+#pragma unroll
+        for (int i = 0; i < 2; ++i) {
+            l_run[i] += shfl_xor(l_run[i], 1);
+            l_run[i] += shfl_xor(l_run[i], 2);
+        }
+        float* row_sum = s_row_sum();
+        if ((lane & 3) == 0) {
+            row_sum[half * kBlockM + row_of(0)] = l_run[0];
+            row_sum[half * kBlockM + row_of(1)] = l_run[1];
+        }
+        named_barrier(1 + row_group, 64);
+        float inv[2], lse2[2];
+        int r_global[2];
+#pragma unroll
+        for (int i = 0; i < 2; ++i) {
+            float l = l_run[i] + row_sum[(1 - half) * kBlockM + row_of(i)];
+            inv[i] = l > 0.0f ? 1.0f / l : 0.0f;
+            lse2[i] = l > 0.0f ? m_run[i] + log2_approx(l) : -inf_f();
+            r_global[i] = m_block * kBlockM + row_of(i);
+        }
+        const int col_base = 256 * half + 2 * (lane & 3);
+        if (!split) {
+#pragma unroll
+            for (int i = 0; i < 2; ++i) {
+                const int r = r_global[i];
+                if (r >= p.rows) continue;
+                const int token = r / p.group;
+                const int head = kv_head * p.group + (r - token * p.group);
+                u8* out_row = reinterpret_cast<u8*>(p.output) +
+                              2 * (static_cast<i64>(request) * p.o_batch_stride + static_cast<i64>(token) * p.o_seq_stride +
+                                   static_cast<i64>(head) * p.o_head_stride);
+#pragma unroll
+                for (int j = 0; j < 32; ++j) {
+                    u32 packed = ElemOps<T>::pack2(o[j].r[2 * i] * inv[i], o[j].r[2 * i + 1] * inv[i]);
+                    *reinterpret_cast<u32*>(out_row + 2 * (col_base + 8 * j)) = packed;
+                }
+                if (half == 0 && (lane & 3) == 0) {
+                    float* lse = reinterpret_cast<float*>(p.lse);
+                    lse[static_cast<i64>(request) * p.lse_batch_stride + static_cast<i64>(head) * p.lse_head_stride + token] =
+                        lse2[i] == -inf_f() ? inf_f() : lse2[i] * kLn2;
+                }
+            }
+        } else {
+#pragma unroll
+            for (int i = 0; i < 2; ++i) {
+                const int r = r_global[i];
+                if (r >= p.rows) continue;
+                const i64 row_index = (static_cast<i64>(slot) * p.h_kv + kv_head) * p.rows + r;
+                float* acc_row = reinterpret_cast<float*>(p.o_accum) + row_index * kHeadDimV;
+#pragma unroll
+                for (int j = 0; j < 32; ++j) {
+                    float2v v = {o[j].r[2 * i] * inv[i], o[j].r[2 * i + 1] * inv[i]};
+                    *reinterpret_cast<float2v*>(acc_row + col_base + 8 * j) = v;
+                }
+                if (half == 0 && (lane & 3) == 0) {
+                    reinterpret_cast<float*>(p.lse_accum)[row_index] = lse2[i];
+                }
+            }
+        }
+    }
+
+    // Processes tiles [tile_begin, tile_end) of `request` and writes the piece's result.
+    FMLA_DEVICE void run_piece(int request, int tile_begin, int tile_end, int seqlen, bool split, int slot) {
+        const int* bt_row = reinterpret_cast<const int*>(p.block_table) + static_cast<i64>(request) * p.bt_batch_stride;
+#pragma unroll
+        for (int j = 0; j < 32; ++j) zero(o[j]);
+        m_run[0] = m_run[1] = -inf_f();
+        l_run[0] = l_run[1] = 0.0f;
+
+        sync_threads();  // the previous piece is done with every shared buffer
+        load_q(request);
+        cp_async_commit();
+        const int tiles = tile_end - tile_begin;
+#pragma unroll
+        for (int s = 0; s < STAGES - 1; ++s) {
+            if (s < tiles) load_k(s, request, bt_row, tile_begin + s, seqlen);
+            cp_async_commit();
+        }
+        for (int j = 0; j < tiles; ++j) {
+            const int ahead = j + STAGES - 1;
+            if (ahead < tiles) load_k(ahead % STAGES, request, bt_row, tile_begin + ahead, seqlen);
+            cp_async_commit();
+            cp_async_wait<STAGES - 1>();
+            sync_threads();
+            const u32 s_k = s_k_tile(j % STAGES);
+            FragC s[4];
+            compute_scores(s, s_k);
+            softmax_tile(s, tile_begin + j, seqlen);
+            accumulate_pv(s_k);
+            sync_threads();
+        }
+        cp_async_wait<0>();
+        epilogue(request, split, slot);
+    }
+};
+
+template <typename T, int STAGES>
+FMLA_DEVICE void decode_splitkv(const DecodeParams& p) {
+    const DecodePart* parts = reinterpret_cast<const DecodePart*>(p.parts);
+    const DecodePart part = parts[block_idx_z()];
+    if (part.begin_request >= p.batch || part.begin_request < 0) return;
+    const int last = part.end_request < p.batch ? part.end_request : p.batch - 1;
+    const int* seqlens = reinterpret_cast<const int*>(p.cache_seqlens);
+    const int* num_splits = reinterpret_cast<const int*>(p.num_splits);
+    const int capacity = p.max_blocks_per_seq * p.page_block_size;
+    const int slots = p.batch + p.num_parts;
+
+    DecodeCta<T, STAGES> cta(p);
+    for (int request = part.begin_request; request <= last; ++request) {
+        // The schedule kernel already reported a bad length; here it only has to stay harmless.
+        const int seqlen = guarded_seqlen(seqlens, request, capacity, reinterpret_cast<int*>(p.error), false);
+        const bool first = request == part.begin_request;
+        const bool final_piece = request == part.end_request;
+        int tile_begin = first ? part.begin_block : 0;
+        int tile_end = final_piece ? part.end_block : blocks_of(seqlen);
+        const int available = blocks_of(seqlen);
+        if (tile_end > available) tile_end = available;
+        if (tile_begin > tile_end) tile_begin = tile_end;
+        const bool split = first ? part.first_is_split != 0 : (final_piece ? part.last_is_split != 0 : false);
+        const int slot = num_splits[request] + (first ? part.begin_split : 0);
+        if (split && (slot < 0 || slot >= slots)) continue;
+        cta.run_piece(request, tile_begin, tile_end, seqlen, split, slot);
+    }
+}
+
+}  // namespace fmla
+
+#define FMLA_DECODE_KERNEL(name, T, STAGES)                                                       \
+    extern "C" FMLA_GLOBAL FMLA_LAUNCH_BOUNDS(fmla::kThreads, 1) void name(                       \
+        const FMLA_GRID_CONSTANT fmla::DecodeParams p) {                                            \
+        fmla::decode_splitkv<T, STAGES>(p);                                                         \
+    }
+
+// Two-stage K ring (needs 230,400 bytes of shared memory: Hopper, sm_90) and a one-stage
+// variant for devices with less (sm_80: 163 KB, sm_86/89: 99 KB fit neither; see docs).
+FMLA_DECODE_KERNEL(mla_decode_splitkv_bf16, fmla::bf16, 2)
+FMLA_DECODE_KERNEL(mla_decode_splitkv_fp16, fmla::fp16, 2)
+FMLA_DECODE_KERNEL(mla_decode_splitkv_bf16_1stage, fmla::bf16, 1)
+FMLA_DECODE_KERNEL(mla_decode_splitkv_fp16_1stage, fmla::fp16, 1)

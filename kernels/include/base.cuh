@@ -1,0 +1,90 @@
+// base.cuh: the few CUDA language pieces the kernels need, without CUDA toolkit headers.
+//
+// clang compiles kernels/*.cu with -nocudainc -nocudalib, so nothing from the toolkit is
+// visible: attributes, thread indices, barriers and atomics are spelled here through clang's
+// NVPTX builtins and inline PTX.
+#pragma once
+
+#define FMLA_GLOBAL __attribute__((global))
+#define FMLA_DEVICE __attribute__((device)) __attribute__((always_inline)) inline
+#define FMLA_SHARED __attribute__((shared))
+#define FMLA_LAUNCH_BOUNDS(threads, min_blocks) __attribute__((launch_bounds(threads, min_blocks)))
+// clang-19 has no __grid_constant__; kernels read their by-value parameter struct field by
+// field (ld.param) and never take its address, so no local copy is made.
+#define FMLA_GRID_CONSTANT
+
+namespace fmla {
+
+typedef unsigned char u8;
+typedef unsigned short u16;
+typedef unsigned int u32;
+typedef unsigned long long u64;
+typedef long long i64;
+
+constexpr int kWarpSize = 32;
+constexpr int kIntMax = 0x7fffffff;
+
+FMLA_DEVICE int thread_idx() { return __nvvm_read_ptx_sreg_tid_x(); }
+FMLA_DEVICE int block_idx_x() { return __nvvm_read_ptx_sreg_ctaid_x(); }
+FMLA_DEVICE int block_idx_y() { return __nvvm_read_ptx_sreg_ctaid_y(); }
+FMLA_DEVICE int block_idx_z() { return __nvvm_read_ptx_sreg_ctaid_z(); }
+FMLA_DEVICE int block_dim_x() { return __nvvm_read_ptx_sreg_ntid_x(); }
+FMLA_DEVICE int grid_dim_x() { return __nvvm_read_ptx_sreg_nctaid_x(); }
+FMLA_DEVICE int lane_idx() { return thread_idx() & (kWarpSize - 1); }
+FMLA_DEVICE int warp_idx() { return thread_idx() / kWarpSize; }
+
+// Barrier 0 over the whole CTA.
+FMLA_DEVICE void sync_threads() { asm volatile("bar.sync 0;" ::: "memory"); }
+
+// Named barrier `id` (1..15) over `count` threads (a multiple of 32).
+FMLA_DEVICE void named_barrier(int id, int count) {
+    asm volatile("bar.sync %0, %1;" ::"r"(id), "r"(count) : "memory");
+}
+
+FMLA_DEVICE float shfl_xor(float v, int mask) {
+    float r;
+    asm volatile("shfl.sync.bfly.b32 %0, %1, %2, 0x1f, 0xffffffff;" : "=f"(r) : "f"(v), "r"(mask));
+    return r;
+}
+
+FMLA_DEVICE int shfl_xor(int v, int mask) {
+    int r;
+    asm volatile("shfl.sync.bfly.b32 %0, %1, %2, 0x1f, 0xffffffff;" : "=r"(r) : "r"(v), "r"(mask));
+    return r;
+}
+
+FMLA_DEVICE void atomic_or_global(int* p, int v) {
+    asm volatile("red.global.or.b32 [%0], %1;" ::"l"(p), "r"(v) : "memory");
+}
+
+FMLA_DEVICE void atomic_min_global(int* p, int v) {
+    asm volatile("red.global.min.s32 [%0], %1;" ::"l"(p), "r"(v) : "memory");
+}
+
+FMLA_DEVICE float fmax_(float a, float b) { return __builtin_fmaxf(a, b); }
+
+// 2^x with the hardware approximation (ex2.approx.ftz); exact enough for softmax weights.
+FMLA_DEVICE float exp2_approx(float x) {
+    float r;
+    asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(r) : "f"(x));
+    return r;
+}
+
+// log2(x) with the hardware approximation.
+FMLA_DEVICE float log2_approx(float x) {
+    float r;
+    asm("lg2.approx.ftz.f32 %0, %1;" : "=f"(r) : "f"(x));
+    return r;
+}
+
+FMLA_DEVICE float inf_f() { return __builtin_huge_valf(); }
+
+// Address of a shared-memory object in the shared window, as PTX's shared-space instructions
+// (ldmatrix, cp.async, stmatrix) expect it.
+FMLA_DEVICE u32 smem_addr(const void* p) {
+    u64 a;
+    asm("cvta.to.shared.u64 %0, %1;" : "=l"(a) : "l"(p));
+    return static_cast<u32>(a);
+}
+
+}  // namespace fmla
