@@ -1,25 +1,27 @@
 // decode_splitkv.cu: split-KV MLA decode on tensor cores through mma.sync (sm_80 and newer).
 //
-// Work: CTA (x, y, z) takes query rows [64x, 64x+64) of KV head y (row r = query token r/group,
-// query head y·group + r%group) and the pieces of requests that schedule part z assigns it. For
-// each piece it computes S = Q·Kᵀ over all head_dim columns and O += softmax(S)·V over the first
-// 512 columns, 64 keys at a time, with an online softmax in fp32 (log2 domain).
-// An unsplit piece writes the final output (q's dtype) and natural-log LSE; a piece of a split
-// request writes its fp32 output, normalised by its own sum, and its log2 LSE to split slot
-// num_splits[request] + split for decode_combine.cu to merge.
+// Work: CTA (x, y, z) takes query rows [M·x, M·x + M) of KV head y (row r = query token r/group,
+// query head y·group + r%group), M = 16·RG, and the pieces of requests that schedule part z
+// assigns it. For each piece it computes S = Q·Kᵀ over all head_dim columns and
+// O += softmax(S)·V over the first 512 columns, 64 keys at a time, with an online softmax in
+// fp32 (log2 domain). An unsplit piece writes the final output (q's dtype) and natural-log LSE;
+// a piece of a split request writes its fp32 output, normalised by its own sum, and its log2
+// LSE to split slot num_splits[request] + split, for decode_combine.cu to merge.
 //
-// Threads: 256 = 8 warps. Warp w owns query rows 16·(w%4) … +16 ("row group"), and
-//  - in S = Q·Kᵀ: keys 32·(w/4) … +32 of the 64-key tile;
-//  - in O += P·V: output columns 256·(w/4) … +256 (128 fp32 accumulators per thread).
-// The two warps of a row group (w and w+4) meet at named barrier 1 + w%4 twice per tile: once
-// to exchange their row maxima (sRowMax), once after both wrote their half of P (sP).
+// Threads: 256 = 8 warps, as RG row groups × S = 8/RG slices (RG = 4, 2 or 1, chosen by the host
+// from the rows per KV head: 64, 32 or 16 rows per CTA). Warp w has row group w % RG (16 query
+// rows) and slice w / RG, which owns
+//  - in S = Q·Kᵀ: keys (64/S)·slice … +64/S of the 64-key tile;
+//  - in O += P·V: output columns (512/S)·slice … +512/S (512/S/2 fp32 accumulators per thread).
+// The S warps of a row group meet at named barrier 1 + row_group twice per tile: once to
+// exchange their row maxima (sRowMax), once after all wrote their slice of P (sP).
 //
-// Shared memory (STAGES = 2: 230,400 bytes; STAGES = 1: 156,672 bytes):
-//  sQ  64 × 576 bf16/fp16, swizzled      loaded once per piece (cp.async)
-//  sK  STAGES × (64 × 576), swizzled      key tiles, cp.async ring, prefetch distance STAGES−1;
-//                                         V is the first 512 columns of the same tile
-//  sP  64 × 64, swizzled                  softmax weights in q's dtype, written by the S warps
-//  sRowMax, sRowSum  2 × 64 fp32          per-half row maxima / row sums of a row group
+// Shared memory (DecodeSmem below; RG = 4: 230,400 bytes with 2 stages, 156,672 with 1):
+//  sQ  M × 576, swizzled                 loaded once per piece (cp.async)
+//  sK  STAGES × (64 × 576), swizzled     key tiles, cp.async ring, prefetch distance STAGES−1;
+//                                        V is the first 512 columns of the same tile
+//  sP  M × 64, swizzled                  softmax weights in q's dtype, written by the S warps
+//  sRowMax, sRowSum  S × M fp32          per-slice row maxima / row sums
 // Every thread loads 16-byte chunks of one tile row (row = tid/4, chunks tid%4, +4, …), so
 // each thread resolves one page through the block table per tile. Rows past the request's
 // length are zero-filled and never read; a block id outside [0, num_blocks) is reported in the
@@ -51,8 +53,8 @@ struct DecodeParams {
     int pad;
 };
 
-constexpr int kBlockM = 64;
 constexpr int kThreads = 256;
+constexpr int kWarps = kThreads / kWarpSize;
 constexpr int kMaxHeadDim = 576;
 constexpr int kHeadDimV = 512;
 constexpr float kLn2 = 0.693147180559945309f;
@@ -60,16 +62,17 @@ constexpr float kLn2 = 0.693147180559945309f;
 using QKTile = SwizzledTile<kMaxHeadDim * 2>;  // 1152-byte rows: Q and K tiles
 using PTile = SwizzledTile<kBlockN * 2>;       // 128-byte rows: P tile
 
-constexpr int kQKTileBytes = kBlockM * kMaxHeadDim * 2;
+constexpr int kKTileBytes = kBlockN * kMaxHeadDim * 2;
 
-template <int STAGES>
+template <int STAGES, int RG>
 struct DecodeSmem {
+    static constexpr int kRows = 16 * RG;
     static constexpr int q = 0;
-    static constexpr int k = q + kQKTileBytes;
-    static constexpr int p = k + STAGES * kQKTileBytes;
-    static constexpr int row_max = p + kBlockM * kBlockN * 2;
-    static constexpr int row_sum = row_max + 2 * kBlockM * 4;
-    static constexpr int bytes = row_sum + 2 * kBlockM * 4;
+    static constexpr int k = q + kRows * kMaxHeadDim * 2;
+    static constexpr int p = k + STAGES * kKTileBytes;
+    static constexpr int row_max = p + kRows * kBlockN * 2;
+    static constexpr int row_sum = row_max + kWarps * 16 * 4;
+    static constexpr int bytes = row_sum + kWarps * 16 * 4;
 };
 
 extern FMLA_SHARED __attribute__((aligned(128))) u8 decode_smem[];
@@ -107,16 +110,24 @@ struct __attribute__((aligned(8))) float2v {
     float x, y;
 };
 
-template <typename T, int STAGES>
+template <typename T, int STAGES, int RG>
 struct DecodeCta {
+    using Smem = DecodeSmem<STAGES, RG>;
+    static constexpr int kBlockM = 16 * RG;          // query rows per CTA
+    static constexpr int kSlices = kWarps / RG;      // warps sharing one row group
+    static constexpr int kKeysPerSlice = kBlockN / kSlices;
+    static constexpr int kScoreTiles = kKeysPerSlice / 8;       // n8 tiles of S per warp
+    static constexpr int kColsPerSlice = kHeadDimV / kSlices;
+    static constexpr int kOutTiles = kColsPerSlice / 8;         // n8 tiles of O per warp
+
     const DecodeParams& p;
-    int m_block, kv_head, warp, lane, row_group, half;
+    int m_block, kv_head, warp, lane, row_group, slice;
     u32 smem;
 
     // Per-thread state for the rows g and g+8 of the warp's row group.
-    FragC o[32];       // output accumulators: 16 rows × 256 columns per warp
-    float m_run[2];    // running max (log2 domain), shared by the two warps of the row group
-    float l_run[2];    // this thread's partial row sums
+    FragC o[kOutTiles];  // output accumulators: 16 rows × kColsPerSlice columns per warp
+    float m_run[2];      // running max (log2 domain), identical in all warps of the row group
+    float l_run[2];      // this thread's partial row sums
 
     FMLA_DEVICE DecodeCta(const DecodeParams& params)
         : p(params),
@@ -124,21 +135,25 @@ struct DecodeCta {
           kv_head(block_idx_y()),
           warp(warp_idx()),
           lane(lane_idx()),
-          row_group(warp_idx() & 3),
-          half(warp_idx() >> 2),
+          row_group(warp_idx() % RG),
+          slice(warp_idx() / RG),
           smem(smem_addr(decode_smem)) {}
 
-    FMLA_DEVICE u32 s_q_tile() const { return smem + DecodeSmem<STAGES>::q; }
-    FMLA_DEVICE u32 s_k_tile(int stage) const { return smem + DecodeSmem<STAGES>::k + stage * kQKTileBytes; }
-    FMLA_DEVICE u32 s_p_tile() const { return smem + DecodeSmem<STAGES>::p; }
-    FMLA_DEVICE float* s_row_max() const { return reinterpret_cast<float*>(decode_smem + DecodeSmem<STAGES>::row_max); }
-    FMLA_DEVICE float* s_row_sum() const { return reinterpret_cast<float*>(decode_smem + DecodeSmem<STAGES>::row_sum); }
+    FMLA_DEVICE u32 s_q_tile() const { return smem + Smem::q; }
+    FMLA_DEVICE u32 s_k_tile(int stage) const { return smem + Smem::k + stage * kKTileBytes; }
+    FMLA_DEVICE u32 s_p_tile() const { return smem + Smem::p; }
+    FMLA_DEVICE float* s_row_max() const { return reinterpret_cast<float*>(decode_smem + Smem::row_max); }
+    FMLA_DEVICE float* s_row_sum() const { return reinterpret_cast<float*>(decode_smem + Smem::row_sum); }
 
     // Tile-local rows of this thread: row_of(0) = 16·row_group + lane/4, row_of(1) = that + 8.
     FMLA_DEVICE int row_of(int i) const { return 16 * row_group + (lane >> 2) + 8 * i; }
 
+    // Named barrier of this warp's row group (all its slices).
+    FMLA_DEVICE void row_group_barrier() const { named_barrier(1 + row_group, kWarpSize * kSlices); }
+
     FMLA_DEVICE void load_q(int request) {
         const int row = thread_idx() >> 2;
+        if (row >= kBlockM) return;
         const int r = m_block * kBlockM + row;
         const bool valid = r < p.rows;
         const u8* src = nullptr;
@@ -158,38 +173,45 @@ struct DecodeCta {
         load_rows(s_k_tile(stage), src, src != nullptr, p.head_dim / 8, reinterpret_cast<const void*>(p.k_cache));
     }
 
-    // S (16 rows × this warp's 32 keys) = Q · Kᵀ over head_dim.
-    FMLA_DEVICE void compute_scores(FragC (&s)[4], u32 s_k) const {
+    // S (16 rows × this warp's kKeysPerSlice keys) = Q · Kᵀ over head_dim.
+    FMLA_DEVICE void compute_scores(FragC (&s)[kScoreTiles], u32 s_k) const {
 #pragma unroll
-        for (int j = 0; j < 4; ++j) zero(s[j]);
+        for (int j = 0; j < kScoreTiles; ++j) zero(s[j]);
         const int a_row = 16 * row_group + (lane & 7) + ((lane >> 3) & 1) * 8;
         const int a_chunk = lane >> 4;
-        const int b_key = 32 * half + (lane & 7) + ((lane >> 4) << 3);
-        const int b_chunk = (lane >> 3) & 1;
+        const int key0 = kKeysPerSlice * slice;
         // head_dim is 512 or 576: 8 or 9 column blocks of 64, four k-steps of 16 each.
         const int column_blocks = p.head_dim / 64;
         for (int cb = 0; cb < column_blocks; ++cb) {
 #pragma unroll
-        for (int ks = 0; ks < 4; ++ks) {
-            const int kk = 4 * cb + ks;
-            FragA a;
-            ldmatrix_x4(a.r, s_q_tile() + QKTile::chunk_offset(a_row, 2 * kk + a_chunk));
+            for (int ks = 0; ks < 4; ++ks) {
+                const int kk = 4 * cb + ks;
+                FragA a;
+                ldmatrix_x4(a.r, s_q_tile() + QKTile::chunk_offset(a_row, 2 * kk + a_chunk));
+                if constexpr (kScoreTiles == 1) {
+                    u32 b[2];
+                    ldmatrix_x2(b, s_k + QKTile::chunk_offset(key0 + (lane & 7), 2 * kk + ((lane >> 3) & 1)));
+                    FragB b0 = {{b[0], b[1]}};
+                    Mma<T>::run(s[0], a, b0);
+                } else {
 #pragma unroll
-            for (int np = 0; np < 2; ++np) {
-                u32 b[4];
-                ldmatrix_x4(b, s_k + QKTile::chunk_offset(b_key + 16 * np, 2 * kk + b_chunk));
-                FragB b0 = {{b[0], b[1]}};
-                FragB b1 = {{b[2], b[3]}};
-                Mma<T>::run(s[2 * np], a, b0);
-                Mma<T>::run(s[2 * np + 1], a, b1);
+                    for (int np = 0; np < kScoreTiles / 2; ++np) {
+                        u32 b[4];
+                        ldmatrix_x4(b, s_k + QKTile::chunk_offset(key0 + 16 * np + (lane & 7) + ((lane >> 4) << 3),
+                                                                   2 * kk + ((lane >> 3) & 1)));
+                        FragB b0 = {{b[0], b[1]}};
+                        FragB b1 = {{b[2], b[3]}};
+                        Mma<T>::run(s[2 * np], a, b0);
+                        Mma<T>::run(s[2 * np + 1], a, b1);
+                    }
+                }
             }
-        }
         }
     }
 
     // Online softmax over one tile: masks, exchanges row maxima with the partner warp, rescales
     // the accumulators, and writes this warp's half of P into sP.
-    FMLA_DEVICE void softmax_tile(FragC (&s)[4], int tile, int seqlen) {
+    FMLA_DEVICE void softmax_tile(FragC (&s)[kScoreTiles], int tile, int seqlen) {
         float limit[2];
 #pragma unroll
         for (int i = 0; i < 2; ++i) {
@@ -199,9 +221,9 @@ struct DecodeCta {
             limit[i] = static_cast<float>(r < p.rows ? visible : 0);
         }
         float mx[2] = {-inf_f(), -inf_f()};
-        const int key_base = tile * kBlockN + 32 * half + 2 * (lane & 3);
+        const int key_base = tile * kBlockN + kKeysPerSlice * slice + 2 * (lane & 3);
 #pragma unroll
-        for (int j = 0; j < 4; ++j) {
+        for (int j = 0; j < kScoreTiles; ++j) {
 #pragma unroll
             for (int e = 0; e < 4; ++e) {
                 int i = e >> 1;
@@ -219,22 +241,23 @@ struct DecodeCta {
         }
         float* row_max = s_row_max();
         if ((lane & 3) == 0) {
-            row_max[half * kBlockM + row_of(0)] = mx[0];
-            row_max[half * kBlockM + row_of(1)] = mx[1];
+            row_max[slice * kBlockM + row_of(0)] = mx[0];
+            row_max[slice * kBlockM + row_of(1)] = mx[1];
         }
-        named_barrier(1 + row_group, 64);
+        row_group_barrier();
         float alpha[2], m_use[2];
 #pragma unroll
         for (int i = 0; i < 2; ++i) {
-            float other = row_max[(1 - half) * kBlockM + row_of(i)];
-            float m_new = fmax_(m_run[i], fmax_(mx[i], other));
+            float m_new = m_run[i];
+#pragma unroll
+            for (int other = 0; other < kSlices; ++other) m_new = fmax_(m_new, row_max[other * kBlockM + row_of(i)]);
             m_use[i] = m_new == -inf_f() ? 0.0f : m_new;
             alpha[i] = exp2_approx(m_run[i] - m_use[i]);
             m_run[i] = m_new;
             l_run[i] *= alpha[i];
         }
 #pragma unroll
-        for (int j = 0; j < 32; ++j) {
+        for (int j = 0; j < kOutTiles; ++j) {
             o[j].r[0] *= alpha[0];
             o[j].r[1] *= alpha[0];
             o[j].r[2] *= alpha[1];
@@ -242,14 +265,14 @@ struct DecodeCta {
         }
         const u32 s_p = s_p_tile();
 #pragma unroll
-        for (int j = 0; j < 4; ++j) {
+        for (int j = 0; j < kScoreTiles; ++j) {
             float p0 = exp2_approx(s[j].r[0] - m_use[0]);
             float p1 = exp2_approx(s[j].r[1] - m_use[0]);
             float p2 = exp2_approx(s[j].r[2] - m_use[1]);
             float p3 = exp2_approx(s[j].r[3] - m_use[1]);
             l_run[0] += p0 + p1;
             l_run[1] += p2 + p3;
-            const int chunk = 4 * half + j;
+            const int chunk = kScoreTiles * slice + j;
             const u32 lo = ElemOps<T>::pack2(p0, p1);
             const u32 hi = ElemOps<T>::pack2(p2, p3);
             asm volatile("st.shared.b32 [%0], %1;" ::"r"(s_p + PTile::chunk_offset(row_of(0), chunk) + 4 * (lane & 3)),
@@ -259,21 +282,21 @@ struct DecodeCta {
                          "r"(hi)
                          : "memory");
         }
-        named_barrier(1 + row_group, 64);
+        row_group_barrier();
     }
 
-    // O (16 rows × this warp's 256 columns) += P (16 × 64) · V (64 × 256).
+    // O (16 rows × this warp's kColsPerSlice columns) += P (16 × 64) · V (64 × kColsPerSlice).
     FMLA_DEVICE void accumulate_pv(u32 s_k) {
         const int a_row = 16 * row_group + (lane & 7) + ((lane >> 3) & 1) * 8;
         const int a_chunk = lane >> 4;
         const int v_key = (lane & 7) + ((lane >> 3) & 1) * 8;
-        const int v_chunk = 32 * half + (lane >> 4);
+        const int v_chunk = kColsPerSlice / 8 * slice + (lane >> 4);
 #pragma unroll
         for (int kk = 0; kk < kBlockN / 16; ++kk) {
             FragA a;
             ldmatrix_x4(a.r, s_p_tile() + PTile::chunk_offset(a_row, 2 * kk + a_chunk));
 #pragma unroll
-            for (int nb = 0; nb < 16; ++nb) {
+            for (int nb = 0; nb < kOutTiles / 2; ++nb) {
                 u32 b[4];
                 ldmatrix_x4_trans(b, s_k + QKTile::chunk_offset(16 * kk + v_key, v_chunk + 2 * nb));
                 FragB b0 = {{b[0], b[1]}};
@@ -293,20 +316,22 @@ struct DecodeCta {
         }
         float* row_sum = s_row_sum();
         if ((lane & 3) == 0) {
-            row_sum[half * kBlockM + row_of(0)] = l_run[0];
-            row_sum[half * kBlockM + row_of(1)] = l_run[1];
+            row_sum[slice * kBlockM + row_of(0)] = l_run[0];
+            row_sum[slice * kBlockM + row_of(1)] = l_run[1];
         }
-        named_barrier(1 + row_group, 64);
+        row_group_barrier();
         float inv[2], lse2[2];
         int r_global[2];
 #pragma unroll
         for (int i = 0; i < 2; ++i) {
-            float l = l_run[i] + row_sum[(1 - half) * kBlockM + row_of(i)];
+            float l = 0.0f;
+#pragma unroll
+            for (int other = 0; other < kSlices; ++other) l += row_sum[other * kBlockM + row_of(i)];
             inv[i] = l > 0.0f ? 1.0f / l : 0.0f;
             lse2[i] = l > 0.0f ? m_run[i] + log2_approx(l) : -inf_f();
             r_global[i] = m_block * kBlockM + row_of(i);
         }
-        const int col_base = 256 * half + 2 * (lane & 3);
+        const int col_base = kColsPerSlice * slice + 2 * (lane & 3);
         if (!split) {
 #pragma unroll
             for (int i = 0; i < 2; ++i) {
@@ -318,11 +343,11 @@ struct DecodeCta {
                               2 * (static_cast<i64>(request) * p.o_batch_stride + static_cast<i64>(token) * p.o_seq_stride +
                                    static_cast<i64>(head) * p.o_head_stride);
 #pragma unroll
-                for (int j = 0; j < 32; ++j) {
+                for (int j = 0; j < kOutTiles; ++j) {
                     u32 packed = ElemOps<T>::pack2(o[j].r[2 * i] * inv[i], o[j].r[2 * i + 1] * inv[i]);
                     *reinterpret_cast<u32*>(out_row + 2 * (col_base + 8 * j)) = packed;
                 }
-                if (half == 0 && (lane & 3) == 0) {
+                if (slice == 0 && (lane & 3) == 0) {
                     float* lse = reinterpret_cast<float*>(p.lse);
                     lse[static_cast<i64>(request) * p.lse_batch_stride + static_cast<i64>(head) * p.lse_head_stride + token] =
                         lse2[i] == -inf_f() ? inf_f() : lse2[i] * kLn2;
@@ -336,11 +361,11 @@ struct DecodeCta {
                 const i64 row_index = (static_cast<i64>(slot) * p.h_kv + kv_head) * p.rows + r;
                 float* acc_row = reinterpret_cast<float*>(p.o_accum) + row_index * kHeadDimV;
 #pragma unroll
-                for (int j = 0; j < 32; ++j) {
+                for (int j = 0; j < kOutTiles; ++j) {
                     float2v v = {o[j].r[2 * i] * inv[i], o[j].r[2 * i + 1] * inv[i]};
                     *reinterpret_cast<float2v*>(acc_row + col_base + 8 * j) = v;
                 }
-                if (half == 0 && (lane & 3) == 0) {
+                if (slice == 0 && (lane & 3) == 0) {
                     reinterpret_cast<float*>(p.lse_accum)[row_index] = lse2[i];
                 }
             }
@@ -351,7 +376,7 @@ struct DecodeCta {
     FMLA_DEVICE void run_piece(int request, int tile_begin, int tile_end, int seqlen, bool split, int slot) {
         const int* bt_row = reinterpret_cast<const int*>(p.block_table) + static_cast<i64>(request) * p.bt_batch_stride;
 #pragma unroll
-        for (int j = 0; j < 32; ++j) zero(o[j]);
+        for (int j = 0; j < kOutTiles; ++j) zero(o[j]);
         m_run[0] = m_run[1] = -inf_f();
         l_run[0] = l_run[1] = 0.0f;
 
@@ -371,7 +396,7 @@ struct DecodeCta {
             cp_async_wait<STAGES - 1>();
             sync_threads();
             const u32 s_k = s_k_tile(j % STAGES);
-            FragC s[4];
+            FragC s[kScoreTiles];
             compute_scores(s, s_k);
             softmax_tile(s, tile_begin + j, seqlen);
             accumulate_pv(s_k);
@@ -382,7 +407,7 @@ struct DecodeCta {
     }
 };
 
-template <typename T, int STAGES>
+template <typename T, int STAGES, int RG>
 FMLA_DEVICE void decode_splitkv(const DecodeParams& p) {
     const DecodePart* parts = reinterpret_cast<const DecodePart*>(p.parts);
     const DecodePart part = parts[block_idx_z()];
@@ -393,7 +418,7 @@ FMLA_DEVICE void decode_splitkv(const DecodeParams& p) {
     const int capacity = p.max_blocks_per_seq * p.page_block_size;
     const int slots = p.batch + p.num_parts;
 
-    DecodeCta<T, STAGES> cta(p);
+    DecodeCta<T, STAGES, RG> cta(p);
     for (int request = part.begin_request; request <= last; ++request) {
         // The schedule kernel already reported a bad length; here it only has to stay harmless.
         const int seqlen = guarded_seqlen(seqlens, request, capacity, reinterpret_cast<int*>(p.error), false);
@@ -413,15 +438,20 @@ FMLA_DEVICE void decode_splitkv(const DecodeParams& p) {
 
 }  // namespace fmla
 
-#define FMLA_DECODE_KERNEL(name, T, STAGES)                                                       \
+#define FMLA_DECODE_KERNEL(name, T, STAGES, RG)                                                   \
     extern "C" FMLA_GLOBAL FMLA_LAUNCH_BOUNDS(fmla::kThreads, 1) void name(                       \
         const FMLA_GRID_CONSTANT fmla::DecodeParams p) {                                            \
-        fmla::decode_splitkv<T, STAGES>(p);                                                         \
+        fmla::decode_splitkv<T, STAGES, RG>(p);                                                     \
     }
 
-// Two-stage K ring (needs 230,400 bytes of shared memory: Hopper, sm_90) and a one-stage
-// variant for devices with less (sm_80: 163 KB, sm_86/89: 99 KB fit neither; see docs).
-FMLA_DECODE_KERNEL(mla_decode_splitkv_bf16, fmla::bf16, 2)
-FMLA_DECODE_KERNEL(mla_decode_splitkv_fp16, fmla::fp16, 2)
-FMLA_DECODE_KERNEL(mla_decode_splitkv_bf16_1stage, fmla::bf16, 1)
-FMLA_DECODE_KERNEL(mla_decode_splitkv_fp16_1stage, fmla::fp16, 1)
+// Names: mla_decode_splitkv_<dtype>_m<rows per CTA>[_1stage]. The two-stage K ring needs
+// 230,400 bytes of shared memory at 64 rows (sm_90 allows 227 KB per block); the one-stage
+// variant (156,672 bytes) is for devices with less (sm_80: 163 KB).
+FMLA_DECODE_KERNEL(mla_decode_splitkv_bf16_m64, fmla::bf16, 2, 4)
+FMLA_DECODE_KERNEL(mla_decode_splitkv_bf16_m32, fmla::bf16, 2, 2)
+FMLA_DECODE_KERNEL(mla_decode_splitkv_bf16_m16, fmla::bf16, 2, 1)
+FMLA_DECODE_KERNEL(mla_decode_splitkv_fp16_m64, fmla::fp16, 2, 4)
+FMLA_DECODE_KERNEL(mla_decode_splitkv_fp16_m32, fmla::fp16, 2, 2)
+FMLA_DECODE_KERNEL(mla_decode_splitkv_fp16_m16, fmla::fp16, 2, 1)
+FMLA_DECODE_KERNEL(mla_decode_splitkv_bf16_m64_1stage, fmla::bf16, 1, 4)
+FMLA_DECODE_KERNEL(mla_decode_splitkv_fp16_m64_1stage, fmla::fp16, 1, 4)

@@ -44,6 +44,11 @@ FMLA_DEVICE void ldmatrix_x4(u32 (&r)[4], u32 addr) {
                  : "r"(addr));
 }
 
+// Two 8×8 b16 matrices; lanes 0..15 give the row addresses (the others' are ignored).
+FMLA_DEVICE void ldmatrix_x2(u32 (&r)[2], u32 addr) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x2.shared.b16 {%0,%1}, [%2];" : "=r"(r[0]), "=r"(r[1]) : "r"(addr));
+}
+
 // As ldmatrix_x4, each matrix transposed on the way in.
 FMLA_DEVICE void ldmatrix_x4_trans(u32 (&r)[4], u32 addr) {
     asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];"
