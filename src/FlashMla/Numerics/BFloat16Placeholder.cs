@@ -1,6 +1,0 @@
-namespace FlashMla.Numerics;
-
-/// <summary>Placeholder.</summary>
-public static class BFloat16Placeholder
-{
-}
