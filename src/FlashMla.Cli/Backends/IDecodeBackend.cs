@@ -1,0 +1,22 @@
+using FlashMla.Cli.Inputs;
+
+namespace FlashMla.Cli.Backends;
+
+/// <summary>A decoder the CLI can run on host inputs.</summary>
+internal interface IDecodeBackend : IDisposable
+{
+    /// <summary>"cpu" or "cuda".</summary>
+    string Name { get; }
+
+    /// <summary>Where it runs, e.g. "CPU, 2 threads" or the GPU name.</summary>
+    string Device { get; }
+
+    /// <summary>The decoder's code path, e.g. "mma.sync sm80".</summary>
+    string KernelPath { get; }
+
+    /// <summary>How <see cref="DecodeOutputs.ElapsedMs"/> is measured.</summary>
+    string TimingNote { get; }
+
+    /// <summary>Runs one decode step; the outputs are widened to float.</summary>
+    DecodeOutputs Decode(DecodeInputs inputs);
+}

@@ -1,0 +1,41 @@
+using FlashMla.Cli.Inputs;
+
+namespace FlashMla.Cli.Bench;
+
+/// <summary>FlashMLA's dense-decode FLOP and byte counts (causal masking is not subtracted).</summary>
+internal static class BenchFormulas
+{
+    /// <summary>FLOPs = 2·b·s_q·h_q·mean_seqlen·(d + d_v).</summary>
+    public static double Flops(DecodeCaseSpec spec, double meanSeqLen)
+    {
+        ArgumentNullException.ThrowIfNull(spec);
+        return 2.0 * spec.Batch * spec.SeqQ * spec.HeadsQ * meanSeqLen * (spec.HeadDim + DecodeCaseSpec.HeadDimV);
+    }
+
+    /// <summary>bytes = b·(s_q·h_q·d·2 + mean_seqlen·h_kv·d·2 + s_q·h_q·d_v·2).</summary>
+    public static double Bytes(DecodeCaseSpec spec, double meanSeqLen)
+    {
+        ArgumentNullException.ThrowIfNull(spec);
+        const double elementSize = 2;
+        return spec.Batch * (
+            (spec.SeqQ * spec.HeadsQ * spec.HeadDim * elementSize) +
+            (meanSeqLen * spec.HeadsKv * spec.HeadDim * elementSize) +
+            (spec.SeqQ * spec.HeadsQ * DecodeCaseSpec.HeadDimV * elementSize));
+    }
+
+    public static double Tflops(double flops, double ms) => ms > 0 ? flops / (ms * 1e-3) / 1e12 : double.NaN;
+
+    public static double GBps(double bytes, double ms) => ms > 0 ? bytes / (ms * 1e-3) / 1e9 : double.NaN;
+
+    public static double Median(IReadOnlyList<double> values)
+    {
+        ArgumentNullException.ThrowIfNull(values);
+        if (values.Count == 0)
+        {
+            return double.NaN;
+        }
+        var sorted = values.Order().ToArray();
+        var mid = sorted.Length / 2;
+        return sorted.Length % 2 == 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
+    }
+}

@@ -1,0 +1,142 @@
+using System.CommandLine;
+using System.CommandLine.Parsing;
+using FlashMla.Cli.Inputs;
+using FlashMla.Cli.Output;
+
+namespace FlashMla.Cli;
+
+/// <summary>Option factories shared by the commands.</summary>
+internal static class CliOptions
+{
+    public static Option<string> Format()
+    {
+        var option = new Option<string>("--format")
+        {
+            Description = "Output format: a table, or JSON on standard output",
+            DefaultValueFactory = _ => "table",
+            HelpName = "table|json",
+        };
+        option.AcceptOnlyFromAmong("table", "json");
+        return option;
+    }
+
+    public static OutputFormat GetFormat(ParseResult parseResult, Option<string> option) =>
+        parseResult.GetValue(option) == "json" ? OutputFormat.Json : OutputFormat.Table;
+
+    /// <summary>The option's value, or false when its token does not convert (the parser reports that itself).</summary>
+    public static bool TryGetValue<T>(SymbolResult result, Option<T> option, out T? value)
+    {
+        ArgumentNullException.ThrowIfNull(result);
+        try
+        {
+            value = result.GetValue(option);
+            return true;
+        }
+        catch (InvalidOperationException)
+        {
+            value = default;
+            return false;
+        }
+    }
+
+    public static Option<string> Backend(string defaultValue, params string[] allowed)
+    {
+        var option = new Option<string>("--backend")
+        {
+            Description = "Backend: " + string.Join(", ", allowed) +
+                (allowed.Contains("auto") ? " (auto = CUDA when a device is present, else CPU)" : ""),
+            DefaultValueFactory = _ => defaultValue,
+            HelpName = string.Join('|', allowed),
+        };
+        option.AcceptOnlyFromAmong(allowed);
+        return option;
+    }
+
+    public static Option<int> Int(string name, string description, int defaultValue, int min, string? alias = null)
+    {
+        var option = alias is null ? new Option<int>(name) : new Option<int>(name, alias);
+        option.Description = description;
+        option.DefaultValueFactory = _ => defaultValue;
+        option.Validators.Add(result =>
+        {
+            if (TryGetValue(result, option, out var value) && value < min)
+            {
+                result.AddError($"{name} must be >= {min} (got {value})");
+            }
+        });
+        return option;
+    }
+}
+
+/// <summary>The shape options of <c>decode</c> and <c>bench</c>: one decode problem.</summary>
+internal sealed class ShapeOptions
+{
+    public ShapeOptions(DecodeCaseSpec defaults)
+    {
+        Batch = CliOptions.Int("--batch", "Batch size b (number of requests)", defaults.Batch, 1, "-b");
+        SeqLen = CliOptions.Int("--seqlen", "KV length s_k of every request (the mean with --varlen)", defaults.SeqLenK, 0);
+        Varlen = new Option<bool>("--varlen") { Description = "Variable lengths: max(N(s_k, s_k/2), s_q) per request" };
+        Heads = CliOptions.Int("--heads", "Query heads h_q", defaults.HeadsQ, 1);
+        KvHeads = CliOptions.Int("--kv-heads", "KV heads h_kv (h_q must be a multiple)", defaults.HeadsKv, 1);
+        SeqQ = CliOptions.Int("--sq", "Query tokens per request s_q", defaults.SeqQ, 1);
+        PageSize = CliOptions.Int("--page-size", "KV cache page (block) size in tokens", defaults.PageSize, 1);
+        Dtype = new Option<string>("--dtype")
+        {
+            Description = "Element type of q, k_cache and the output",
+            DefaultValueFactory = _ => defaults.Dtype.ToName(),
+            HelpName = "bf16|fp16",
+        };
+        Dtype.AcceptOnlyFromAmong("bf16", "fp16");
+        Causal = new Option<bool>("--causal") { Description = "Causal mask among the s_q query tokens" };
+        Seed = new Option<int>("--seed") { Description = "Random seed of the inputs", DefaultValueFactory = _ => defaults.Seed };
+    }
+
+    public Option<int> Batch { get; }
+    public Option<int> SeqLen { get; }
+    public Option<bool> Varlen { get; }
+    public Option<int> Heads { get; }
+    public Option<int> KvHeads { get; }
+    public Option<int> SeqQ { get; }
+    public Option<int> PageSize { get; }
+    public Option<string> Dtype { get; }
+    public Option<bool> Causal { get; }
+    public Option<int> Seed { get; }
+
+    public void AddTo(Command command)
+    {
+        command.Options.Add(Batch);
+        command.Options.Add(SeqLen);
+        command.Options.Add(Varlen);
+        command.Options.Add(Heads);
+        command.Options.Add(KvHeads);
+        command.Options.Add(SeqQ);
+        command.Options.Add(PageSize);
+        command.Options.Add(Dtype);
+        command.Options.Add(Causal);
+        command.Options.Add(Seed);
+        command.Validators.Add(ValidateHeads);
+    }
+
+    public DecodeCaseSpec Read(ParseResult parseResult) => new()
+    {
+        Batch = parseResult.GetValue(Batch),
+        SeqLenK = parseResult.GetValue(SeqLen),
+        Varlen = parseResult.GetValue(Varlen),
+        HeadsQ = parseResult.GetValue(Heads),
+        HeadsKv = parseResult.GetValue(KvHeads),
+        SeqQ = parseResult.GetValue(SeqQ),
+        PageSize = parseResult.GetValue(PageSize),
+        Dtype = ElementKindExtensions.Parse(parseResult.GetValue(Dtype) ?? "bf16"),
+        Causal = parseResult.GetValue(Causal),
+        Seed = parseResult.GetValue(Seed),
+    };
+
+    private void ValidateHeads(CommandResult result)
+    {
+        if (CliOptions.TryGetValue(result, Heads, out var heads) && CliOptions.TryGetValue(result, KvHeads, out var kvHeads) &&
+            heads >= 1 && kvHeads >= 1 && heads % kvHeads != 0)
+        {
+            result.AddError($"--heads ({heads}) must be a multiple of --kv-heads ({kvHeads})");
+        }
+    }
+}

@@ -1,0 +1,104 @@
+using System.CommandLine;
+using System.Globalization;
+using FlashMla.Cli.Backends;
+using FlashMla.Cli.Inputs;
+using FlashMla.Cli.Output;
+
+namespace FlashMla.Cli.Commands;
+
+/// <summary><c>flashmla decode</c>: one decode step on seeded random inputs.</summary>
+internal static class DecodeCommand
+{
+    public static Command Create(CliContext context)
+    {
+        var shape = new ShapeOptions(new DecodeCaseSpec());
+        var backend = CliOptions.Backend("auto", "auto", "cpu", "cuda");
+        var format = CliOptions.Format();
+        var command = new Command("decode", "Run one decode step on seeded random inputs and print shapes, backend, time and checksums");
+        shape.AddTo(command);
+        command.Options.Add(backend);
+        command.Options.Add(format);
+        command.SetAction(parseResult => CliApp.Guard(context, () => Run(
+            context,
+            shape.Read(parseResult),
+            parseResult.GetValue(backend) ?? "auto",
+            CliOptions.GetFormat(parseResult, format))));
+        return command;
+    }
+
+    private static int Run(CliContext context, DecodeCaseSpec spec, string backendChoice, OutputFormat format)
+    {
+        using var backend = BackendSelector.Select(backendChoice, context);
+        context.Diag($"generating inputs: {spec.Describe()} seed={spec.Seed}");
+        var inputs = RandomDecodeInputs.Create(spec);
+        context.Diag($"decoding on {backend.Name} ({backend.Device})");
+        var result = backend.Decode(inputs);
+
+        var absSum = result.AbsSum();
+        var lseSum = result.FiniteLseSum();
+        var nonFinite = result.NonFiniteOutputCount();
+        var meanSeqLen = inputs.MeanSeqLen;
+
+        if (format == OutputFormat.Json)
+        {
+            context.Out.Write(JsonOut.Render(w =>
+            {
+                w.WriteStartObject();
+                w.WriteString("backend", backend.Name);
+                w.WriteString("device", backend.Device);
+                w.WriteString("kernel_path", backend.KernelPath);
+                w.WriteString("dtype", spec.Dtype.ToName());
+                w.WriteNumber("b", spec.Batch);
+                w.WriteNumber("s_q", spec.SeqQ);
+                w.WriteNumber("h_q", spec.HeadsQ);
+                w.WriteNumber("h_kv", spec.HeadsKv);
+                w.WriteNumber("s_k", spec.SeqLenK);
+                w.WriteBoolean("varlen", spec.Varlen);
+                w.WriteBoolean("causal", spec.Causal);
+                w.WriteNumber("page_block_size", spec.PageSize);
+                w.WriteNumber("seed", spec.Seed);
+                w.Shape("q", inputs.QShape);
+                w.Shape("k_cache", inputs.KShape);
+                w.Shape("block_table", inputs.BlockTableShape);
+                w.Shape("cache_seqlens", spec.Batch);
+                w.Shape("out", inputs.OutputShape);
+                w.Shape("lse", inputs.LseShape);
+                w.Number("mean_seqlen", meanSeqLen);
+                w.WriteNumber("min_seqlen", inputs.Seqlens.Min());
+                w.WriteNumber("max_seqlen", inputs.Seqlens.Max());
+                w.Number("ms", result.ElapsedMs);
+                w.WriteString("timing", backend.TimingNote);
+                w.Number("out_abs_sum", absSum);
+                w.Number("lse_finite_sum", lseSum);
+                w.WriteNumber("out_non_finite", nonFinite);
+                w.WriteEndObject();
+            }));
+        }
+        else
+        {
+            var table = TableOut.Create("item", "value");
+            table.Row("backend", $"{backend.Name} ({backend.Device})");
+            table.Row("kernel path", backend.KernelPath);
+            table.Row("dtype", spec.Dtype.ToName());
+            table.Row("q", TableOut.Shape(inputs.QShape));
+            table.Row("k_cache", TableOut.Shape(inputs.KShape) + $" page {spec.PageSize}");
+            table.Row("block_table", TableOut.Shape(inputs.BlockTableShape));
+            table.Row("cache_seqlens", $"[{spec.Batch}] min {inputs.Seqlens.Min()} mean {TableOut.F(meanSeqLen, 1)} max {inputs.Seqlens.Max()}" +
+                (spec.Varlen ? " (varlen)" : ""));
+            table.Row("causal", spec.Causal ? "yes" : "no");
+            table.Row("out", TableOut.Shape(inputs.OutputShape));
+            table.Row("lse", TableOut.Shape(inputs.LseShape));
+            table.Row("time", $"{TableOut.F(result.ElapsedMs, 3)} ms ({backend.TimingNote})");
+            table.Row("Σ|out|", absSum.ToString("R", CultureInfo.InvariantCulture));
+            table.Row("Σ lse (finite)", lseSum.ToString("R", CultureInfo.InvariantCulture));
+            table.Row("non-finite out", nonFinite.ToString(CultureInfo.InvariantCulture));
+            context.OutConsole.Write(table);
+        }
+        if (nonFinite != 0)
+        {
+            context.Diag($"error: the output holds {nonFinite} non-finite values");
+            return ExitCodes.Failure;
+        }
+        return ExitCodes.Success;
+    }
+}

@@ -1,0 +1,216 @@
+using System.CommandLine;
+using System.Diagnostics;
+using System.Globalization;
+using FlashMla.Cli.Backends;
+using FlashMla.Cli.Inputs;
+using FlashMla.Cli.Output;
+using FlashMla.Cli.Verification;
+using Spectre.Console;
+
+namespace FlashMla.Cli.Commands;
+
+/// <summary><c>flashmla verify</c>: a backend against a float64 reference over a grid of cases.</summary>
+internal static class VerifyCommand
+{
+    private sealed record CaseResult(int Index, DecodeCaseSpec Spec, CompareResult? Out, CompareResult? Lse, string? Error, double Ms)
+    {
+        public bool Passed => Error is null && Out is { Passed: true } && Lse is { Passed: true };
+    }
+
+    public static Command Create(CliContext context)
+    {
+        var backend = CliOptions.Backend("auto", "auto", "cpu", "cuda");
+        var quick = new Option<bool>("--quick") { Description = "A smaller grid" };
+        var seed = new Option<int>("--seed") { Description = "Base random seed of the cases", DefaultValueFactory = _ => 0 };
+        var format = CliOptions.Format();
+        var command = new Command(
+            "verify",
+            "Compare a backend with a float64 reference over a built-in grid of cases, with FlashMLA's tolerances; exit 1 on any mismatch")
+        {
+            backend, quick, seed, format,
+        };
+        command.SetAction(parseResult => CliApp.Guard(context, () => Run(
+            context,
+            parseResult.GetValue(backend) ?? "auto",
+            parseResult.GetValue(quick),
+            parseResult.GetValue(seed),
+            CliOptions.GetFormat(parseResult, format))));
+        return command;
+    }
+
+    private static int Run(CliContext context, string backendChoice, bool quick, int seed, OutputFormat format)
+    {
+        using var backend = BackendSelector.Select(backendChoice, context);
+        var cases = VerifyGrid.Cases(quick, seed);
+        context.Diag($"verify: {cases.Count} cases on {backend.Name} ({backend.Device}), reference: float64 naive");
+
+        var results = new List<CaseResult>(cases.Count);
+        if (context.ErrorIsInteractive)
+        {
+            context.ErrorConsole.Progress()
+                .AutoClear(true)
+                .Start(progress =>
+                {
+                    var task = progress.AddTask("verifying", maxValue: cases.Count);
+                    for (var i = 0; i < cases.Count; i++)
+                    {
+                        task.Description = $"case {i + 1}/{cases.Count}";
+                        results.Add(RunCase(backend, i, cases[i]));
+                        task.Increment(1);
+                    }
+                });
+        }
+        else
+        {
+            for (var i = 0; i < cases.Count; i++)
+            {
+                var result = RunCase(backend, i, cases[i]);
+                results.Add(result);
+                context.Diag($"[{i + 1}/{cases.Count}] {(result.Passed ? "ok  " : "FAIL")} {cases[i].Describe()}");
+            }
+        }
+
+        var passed = results.Count(r => r.Passed);
+        var failed = results.Count - passed;
+        if (format == OutputFormat.Json)
+        {
+            context.Out.Write(JsonOut.Render(w =>
+            {
+                w.WriteStartObject();
+                w.WriteString("backend", backend.Name);
+                w.WriteString("device", backend.Device);
+                w.WriteString("kernel_path", backend.KernelPath);
+                w.WriteBoolean("quick", quick);
+                w.WriteNumber("passed", passed);
+                w.WriteNumber("failed", failed);
+                w.WriteStartArray("cases");
+                foreach (var r in results)
+                {
+                    WriteCase(w, r);
+                }
+                w.WriteEndArray();
+                w.WriteEndObject();
+            }));
+        }
+        else
+        {
+            var table = TableOut.Create("#", "case", "out max abs", "out max rel", "out cos diff", "lse max abs", "lse cos diff", "ms", "result");
+            foreach (var r in results)
+            {
+                var cells = new[]
+                {
+                    (r.Index + 1).ToString(CultureInfo.InvariantCulture),
+                    r.Spec.Describe(),
+                    r.Out is { } o ? TableOut.E(o.MaxAbsError) : "-",
+                    r.Out is { } o2 ? TableOut.E(o2.MaxRelError) : "-",
+                    r.Out is { } o3 ? TableOut.E(o3.CosDiff) : "-",
+                    r.Lse is { } l ? TableOut.E(l.MaxAbsError) : "-",
+                    r.Lse is { } l2 ? TableOut.E(l2.CosDiff) : "-",
+                    TableOut.F(r.Ms, 1),
+                    r.Passed ? "PASS" : "FAIL: " + Why(r),
+                };
+                if (r.Passed)
+                {
+                    table.Row(cells);
+                }
+                else
+                {
+                    table.RowStyled(new Style(Color.Red), cells);
+                }
+            }
+            context.OutConsole.Write(table);
+            context.Out.WriteLine(
+                $"verify {backend.Name}: {passed} passed, {failed} failed " +
+                $"(out: abs {Tolerance.Output.Abs:0.####e+0} or rel {Tolerance.Output.Rel:0.#####}, cos {Tolerance.Output.CosDiff:0.#e+0}; " +
+                $"lse: abs {Tolerance.Lse.Abs:0.#e+0} or rel {Tolerance.Lse.Rel:0.#######}, cos {Tolerance.Lse.CosDiff:0.#e+0})");
+        }
+        return failed == 0 ? ExitCodes.Success : ExitCodes.Failure;
+    }
+
+    private static CaseResult RunCase(IDecodeBackend backend, int index, DecodeCaseSpec spec)
+    {
+        try
+        {
+            var inputs = RandomDecodeInputs.Create(spec);
+            var stopwatch = Stopwatch.StartNew();
+            var actual = backend.Decode(inputs);
+            stopwatch.Stop();
+            var (refOut, refLse) = NaiveReference.Compute(inputs);
+            var outCompare = AllClose.Compare("out", actual.Output, refOut, Tolerance.Output);
+            var lseCompare = AllClose.Compare("lse", actual.Lse, refLse, Tolerance.Lse);
+            return new CaseResult(index, spec, outCompare, lseCompare, null, stopwatch.Elapsed.TotalMilliseconds);
+        }
+        catch (Exception e) when (e is not OutOfMemoryException and not CliFailureException)
+        {
+            return new CaseResult(index, spec, null, null, $"{e.GetType().Name}: {e.Message}", 0);
+        }
+    }
+
+    private static string Why(CaseResult r)
+    {
+        if (r.Error is { } error)
+        {
+            return error;
+        }
+        var reasons = new List<string>();
+        foreach (var c in (CompareResult?[])[r.Out, r.Lse])
+        {
+            if (c is null || c.Passed)
+            {
+                continue;
+            }
+            if (c.SpecialMismatches > 0)
+            {
+                reasons.Add($"{c.Name}: {c.SpecialMismatches} inf/NaN mismatches");
+            }
+            if (c.ElementFailures > 0)
+            {
+                reasons.Add($"{c.Name}: {c.ElementFailures} elements out of tolerance (first at {c.FirstFailureIndex})");
+            }
+            if (!c.CosDiffPasses)
+            {
+                reasons.Add($"{c.Name}: cos diff {TableOut.E(c.CosDiff)}");
+            }
+        }
+        return string.Join("; ", reasons);
+    }
+
+    private static void WriteCase(System.Text.Json.Utf8JsonWriter w, CaseResult r)
+    {
+        w.WriteStartObject();
+        w.WriteNumber("index", r.Index);
+        w.WriteNumber("b", r.Spec.Batch);
+        w.WriteNumber("s_q", r.Spec.SeqQ);
+        w.WriteNumber("h_q", r.Spec.HeadsQ);
+        w.WriteNumber("h_kv", r.Spec.HeadsKv);
+        w.WriteNumber("s_k", r.Spec.SeqLenK);
+        w.WriteBoolean("varlen", r.Spec.Varlen);
+        w.WriteBoolean("causal", r.Spec.Causal);
+        w.WriteNumber("page_block_size", r.Spec.PageSize);
+        w.WriteString("dtype", r.Spec.Dtype.ToName());
+        w.WriteNumber("zero_length_requests", r.Spec.ZeroLengthRequests);
+        w.WriteNumber("seed", r.Spec.Seed);
+        w.WriteBoolean("passed", r.Passed);
+        w.Number("ms", r.Ms);
+        if (r.Error is { } error)
+        {
+            w.WriteString("error", error);
+        }
+        foreach (var c in (CompareResult?[])[r.Out, r.Lse])
+        {
+            if (c is null)
+            {
+                continue;
+            }
+            w.WriteStartObject(c.Name);
+            w.WriteBoolean("passed", c.Passed);
+            w.Number("max_abs_error", c.MaxAbsError);
+            w.Number("max_rel_error", c.MaxRelError);
+            w.Number("cos_diff", c.CosDiff);
+            w.WriteNumber("element_failures", c.ElementFailures);
+            w.WriteNumber("special_mismatches", c.SpecialMismatches);
+            w.WriteEndObject();
+        }
+        w.WriteEndObject();
+    }
+}

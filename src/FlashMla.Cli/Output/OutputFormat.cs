@@ -1,0 +1,7 @@
+namespace FlashMla.Cli.Output;
+
+internal enum OutputFormat
+{
+    Table,
+    Json,
+}

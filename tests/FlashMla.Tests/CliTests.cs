@@ -1,0 +1,225 @@
+using System.Text.Json;
+using FlashMla.Cli;
+using FlashMla.Cli.Backends;
+using FlashMla.Cli.Inputs;
+using FlashMla.Cli.Verification;
+
+namespace FlashMla.Tests;
+
+public class CliTests
+{
+    private static (int ExitCode, string Out, string Err) Run(params string[] args)
+    {
+        using var stdout = new StringWriter();
+        using var stderr = new StringWriter();
+        var code = CliApp.Run(args, stdout, stderr);
+        return (code, stdout.ToString(), stderr.ToString());
+    }
+
+    [Theory]
+    [InlineData("decode", "--batch", "0")]
+    [InlineData("decode", "--dtype", "fp32")]
+    [InlineData("decode", "--heads", "3", "--kv-heads", "2")]
+    [InlineData("decode", "--batch", "x")]
+    [InlineData("verify", "--backend", "gpu")]
+    [InlineData("bench", "--suite", "nope")]
+    [InlineData("info", "--format", "xml")]
+    [InlineData("no-such-command")]
+    [InlineData]
+    public void Usage_errors_exit_with_2_and_say_what_is_wrong(params string[] args)
+    {
+        var (code, output, error) = Run(args);
+        Assert.Equal(2, code);
+        Assert.Contains("error:", error, StringComparison.Ordinal);
+        Assert.Equal(string.Empty, output);
+    }
+
+    [Fact]
+    public void Help_exits_0()
+    {
+        var (code, output, _) = Run("decode", "--help");
+        Assert.Equal(0, code);
+        Assert.Contains("--kv-heads", output, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Decode_on_cpu_prints_json_with_shapes_and_checksums()
+    {
+        var (code, output, error) = Run(
+            "decode", "--backend", "cpu", "--batch", "2", "--seqlen", "100", "--heads", "16", "--sq", "2",
+            "--causal", "--varlen", "--page-size", "32", "--format", "json");
+        Assert.True(code == 0, error);
+        using var json = JsonDocument.Parse(output);
+        var root = json.RootElement;
+        Assert.Equal("cpu", root.GetProperty("backend").GetString());
+        Assert.Equal([2, 2, 16, 512], root.GetProperty("out").EnumerateArray().Select(e => e.GetInt32()));
+        Assert.Equal([2, 16, 2], root.GetProperty("lse").EnumerateArray().Select(e => e.GetInt32()));
+        Assert.True(root.GetProperty("out_abs_sum").GetDouble() > 0);
+        Assert.Equal(0, root.GetProperty("out_non_finite").GetInt32());
+    }
+
+    [Fact]
+    public void Decode_on_cpu_prints_a_table()
+    {
+        var (code, output, error) = Run("decode", "--backend", "cpu", "--batch", "1", "--seqlen", "64", "--heads", "16");
+        Assert.True(code == 0, error);
+        Assert.Contains("k_cache", output, StringComparison.Ordinal);
+        Assert.Contains("[1, 1, 16, 512]", output, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Info_exits_0_and_names_the_reason_when_there_is_no_device()
+    {
+        var (code, output, _) = Run("info");
+        Assert.Equal(0, code);
+        if (CudaProbe.Probe().Devices.Count == 0)
+        {
+            Assert.Contains("no CUDA device", output, StringComparison.Ordinal);
+        }
+    }
+
+    [Fact]
+    public void Bench_without_cuda_fails_plainly()
+    {
+        if (CudaProbe.Probe().Devices.Count > 0)
+        {
+            Assert.Skip("a CUDA device is present");
+        }
+        var (code, _, error) = Run("bench", "--batch", "1", "--seqlen", "64");
+        Assert.Equal(1, code);
+        Assert.Contains("CUDA", error, StringComparison.Ordinal);
+        Assert.DoesNotContain("   at ", error, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Random_inputs_follow_flashmla_test_generation()
+    {
+        var spec = new DecodeCaseSpec { Batch = 3, SeqLenK = 100, Varlen = true, HeadsQ = 4, PageSize = 64, Seed = 7, ZeroLengthRequests = 1 };
+        var a = RandomDecodeInputs.Create(spec);
+        var b = RandomDecodeInputs.Create(spec);
+        Assert.Equal(a.Q, b.Q);
+        Assert.Equal(a.BlockTable, b.BlockTable);
+        Assert.Equal(a.Seqlens, b.Seqlens);
+        Assert.Single(a.Seqlens, s => s == 0);
+
+        for (var r = 0; r < spec.Batch; r++)
+        {
+            var pages = (a.Seqlens[r] + spec.PageSize - 1) / spec.PageSize;
+            for (var p = 0; p < a.MaxBlocksPerSeq; p++)
+            {
+                var block = a.BlockTable[(r * a.MaxBlocksPerSeq) + p];
+                if (p >= pages)
+                {
+                    Assert.Equal(RandomDecodeInputs.UnusedBlockId, block);
+                    continue;
+                }
+                for (var t = 0; t < spec.PageSize; t++)
+                {
+                    var value = ElementBits.Bf16ToFloat(a.KCache[((block * spec.PageSize) + t) * spec.HeadDim]);
+                    var inUse = (p * spec.PageSize) + t < a.Seqlens[r];
+                    Assert.Equal(!inUse, float.IsNaN(value));
+                    if (inUse)
+                    {
+                        Assert.InRange(value, -1f, 1f);
+                    }
+                }
+            }
+        }
+    }
+
+    [Fact]
+    public void AllClose_uses_flashmla_tolerances()
+    {
+        double[] reference = [1.0, 2.0, double.PositiveInfinity, 0.0];
+        Assert.True(AllClose.Compare("x", [1.001f, 2.0f, float.PositiveInfinity, 0.0005f], reference, Tolerance.Output).Passed);
+
+        var wrong = AllClose.Compare("x", [1.1f, 2.0f, float.PositiveInfinity, 0f], reference, Tolerance.Output);
+        Assert.False(wrong.Passed);
+        Assert.Equal(1, wrong.ElementFailures);
+        Assert.Equal(0, wrong.FirstFailureIndex);
+
+        var special = AllClose.Compare("x", [1f, 2f, float.NaN, 0f], reference, Tolerance.Output);
+        Assert.Equal(1, special.SpecialMismatches);
+        Assert.False(special.Passed);
+    }
+
+    [Fact]
+    public void Bf16_rounding_is_to_nearest_even()
+    {
+        Assert.Equal(0x3F80, ElementBits.FloatToBf16(1.0f));
+        Assert.Equal(0x3F80, ElementBits.FloatToBf16(BitConverter.Int32BitsToSingle(0x3F808000))); // tie -> even
+        Assert.Equal(0x3F82, ElementBits.FloatToBf16(BitConverter.Int32BitsToSingle(0x3F818000))); // tie -> even (up)
+        Assert.True(float.IsNaN(ElementBits.Bf16ToFloat(ElementBits.FloatToBf16(float.NaN))));
+    }
+}
+
+public class CliGpuTests
+{
+    private static (int ExitCode, string Out, string Err) Run(params string[] args)
+    {
+        using var stdout = new StringWriter();
+        using var stderr = new StringWriter();
+        var code = CliApp.Run(args, stdout, stderr);
+        return (code, stdout.ToString(), stderr.ToString());
+    }
+
+    private static void RequireCuda()
+    {
+        if (!CudaSession.TryOpen(out var session, out var reason))
+        {
+            Assert.Skip(reason);
+        }
+        session.Dispose();
+    }
+
+    [Fact]
+    public void Verify_quick_on_cuda_passes()
+    {
+        RequireCuda();
+        var (code, output, error) = Run("verify", "--backend", "cuda", "--quick", "--format", "json");
+        Assert.True(code == 0, output + error);
+        using var json = JsonDocument.Parse(output);
+        Assert.Equal(0, json.RootElement.GetProperty("failed").GetInt32());
+    }
+
+    [Fact]
+    public void Decode_on_cuda_matches_cpu_checksums()
+    {
+        RequireCuda();
+        string[] shape = ["--batch", "3", "--seqlen", "300", "--varlen", "--sq", "2", "--causal", "--heads", "32", "--format", "json"];
+        var cuda = Run(["decode", "--backend", "cuda", .. shape]);
+        var cpu = Run(["decode", "--backend", "cpu", .. shape]);
+        Assert.True(cuda.ExitCode == 0, cuda.Err);
+        Assert.True(cpu.ExitCode == 0, cpu.Err);
+        using var a = JsonDocument.Parse(cuda.Out);
+        using var b = JsonDocument.Parse(cpu.Out);
+        var sumA = a.RootElement.GetProperty("out_abs_sum").GetDouble();
+        var sumB = b.RootElement.GetProperty("out_abs_sum").GetDouble();
+        Assert.InRange(Math.Abs(sumA - sumB) / sumB, 0, 1e-3);
+    }
+
+    [Fact]
+    public void Bench_single_case_writes_a_json_record()
+    {
+        RequireCuda();
+        var file = Path.Combine(Path.GetTempPath(), $"flashmla-bench-{Environment.ProcessId}.json");
+        try
+        {
+            var (code, output, error) = Run(
+                "bench", "--batch", "2", "--seqlen", "256", "--heads", "16", "--iters", "5", "--warmup", "1",
+                "--format", "json", "--output", file);
+            Assert.True(code == 0, error);
+            using var json = JsonDocument.Parse(output);
+            var record = Assert.Single(json.RootElement.EnumerateArray().ToArray());
+            Assert.True(record.GetProperty("ms").GetDouble() > 0);
+            Assert.True(record.GetProperty("graph_ms").GetDouble() > 0);
+            Assert.True(record.GetProperty("copy_gbps").GetDouble() > 0);
+            Assert.Equal("cuda", record.GetProperty("backend").GetString());
+            Assert.Equal(output, File.ReadAllText(file));
+        }
+        finally
+        {
+            File.Delete(file);
+        }
+    }
+}
