@@ -77,6 +77,12 @@ internal static class BenchCommand
                 {
                     var record = runner.Run(spec, settings, copyGbps, commit, context.Diag);
                     records.Add(record);
+                    if (output is not null)
+                    {
+                        // Rewritten after every case, so that an interrupted run keeps what it measured.
+                        File.WriteAllText(output.FullName, RenderRecords(records));
+                    }
+
                     context.Diag(
                         $"    {TableOut.F(record.Ms, 4)} ms (graph {(record.GraphMs is { } g ? TableOut.F(g, 4) : "-")} ms), " +
                         $"{TableOut.F(record.Tflops, 1)} TFLOPS, {TableOut.F(record.GBps, 0)} GB/s ({TableOut.F(record.CopyPercent, 1)}% of copy)");
@@ -88,15 +94,7 @@ internal static class BenchCommand
                 }
             }
 
-            var json = JsonOut.Render(w =>
-            {
-                w.WriteStartArray();
-                foreach (var r in records)
-                {
-                    r.Write(w);
-                }
-                w.WriteEndArray();
-            });
+            var json = RenderRecords(records);
             if (output is not null)
             {
                 File.WriteAllText(output.FullName, json);
@@ -129,4 +127,15 @@ internal static class BenchCommand
     }
 
     private static string Str(int value) => value.ToString(CultureInfo.InvariantCulture);
+
+    private static string RenderRecords(List<BenchRecord> records) => JsonOut.Render(w =>
+    {
+        w.WriteStartArray();
+        foreach (var r in records)
+        {
+            r.Write(w);
+        }
+
+        w.WriteEndArray();
+    });
 }

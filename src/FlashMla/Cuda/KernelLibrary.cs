@@ -80,7 +80,17 @@ public sealed class KernelLibrary : IDisposable
             .ToList();
     }
 
-    /// <summary>Reads the embedded PTX of a module, or null when it is not embedded.</summary>
+    /// <summary>
+    /// Environment variable naming a folder laid out like the embedded resources
+    /// (<c>&lt;target&gt;/&lt;name&gt;.ptx</c>); a module found there is loaded instead of the embedded one.
+    /// For kernel development: it lets one build compare kernel versions without a rebuild.
+    /// </summary>
+    public const string PtxDirectoryEnvironmentVariable = "FLASHMLA_PTX_DIR";
+
+    /// <summary>
+    /// Reads the PTX of a module: from <see cref="PtxDirectoryEnvironmentVariable"/>'s folder when it holds the
+    /// module, otherwise the embedded resource; null when neither has it.
+    /// </summary>
     /// <param name="target">"sm_90a" or "sm_80".</param>
     /// <param name="name">The module name (the .cu file's base name).</param>
     /// <returns>The PTX text, or null.</returns>
@@ -88,6 +98,16 @@ public sealed class KernelLibrary : IDisposable
     {
         ArgumentNullException.ThrowIfNull(target);
         ArgumentNullException.ThrowIfNull(name);
+        var overrideDirectory = Environment.GetEnvironmentVariable(PtxDirectoryEnvironmentVariable);
+        if (!string.IsNullOrEmpty(overrideDirectory))
+        {
+            var path = Path.Combine(overrideDirectory, target, name + ".ptx");
+            if (File.Exists(path))
+            {
+                return File.ReadAllText(path, Encoding.UTF8);
+            }
+        }
+
         using var stream = typeof(KernelLibrary).Assembly.GetManifestResourceStream($"{ResourcePrefix}{target}/{name}.ptx");
         if (stream is null)
         {
