@@ -8,26 +8,28 @@
 // a piece of a split request writes its fp32 output, normalised by its own sum, and its log2
 // LSE to split slot num_splits[request] + split, for decode_combine.cu to merge.
 //
-// Threads: 256 = 8 warps, as RG row groups × S = 8/RG slices (RG = 4, 2 or 1, chosen by the host
-// from the rows per KV head: 64, 32 or 16 rows per CTA). Warp w has row group w % RG (16 query
-// rows) and slice w / RG, which owns
-//  - in S = Q·Kᵀ: keys (64/S)·slice … +64/S of the 64-key tile;
-//  - in O += P·V: output columns (512/S)·slice … +512/S (512/S/2 fp32 accumulators per thread).
-// The S warps of a row group meet at named barrier 1 + row_group twice per tile: once to
-// exchange their row maxima (sRowMax), once after all wrote their slice of P (sP).
+// Threads: 256 = 8 warps. RG = 4, 2 or 1 row groups of 16 query rows (M = 64, 32 or 16 rows per
+// CTA, chosen by the host from the rows per KV head).
+//  - S = Q·Kᵀ and the softmax: warp w takes row group w % RG and slice w / RG of the keys,
+//    64/(8/RG) keys of the 64-key tile. The 8/RG warps of a row group exchange their row maxima
+//    through sRowMax at named barrier 1 + row_group; the first slice publishes each row's
+//    rescale factor (sAlpha) and, at the end, its sum (sRowL) and LSE.
+//  - O += P·V: warp w takes all M rows and output columns 64w … 64w+64 (M/16 · 32 fp32
+//    accumulators per thread), so every V column is read from shared memory once per tile.
 //
-// Shared memory (DecodeSmem below; RG = 4: 230,400 bytes with 2 stages, 156,672 with 1):
+// Shared memory (DecodeSmem below; RG = 4: 230,912 bytes with 2 stages, 157,184 with 1):
 //  sQ  M × 576, swizzled                 loaded once per piece (cp.async)
 //  sK  STAGES × (64 × 576), swizzled     key tiles, cp.async ring, prefetch distance STAGES−1;
 //                                        V is the first 512 columns of the same tile
 //  sP  M × 64, swizzled                  softmax weights in q's dtype, written by the S warps
-//  sRowMax, sRowSum  S × M fp32          per-slice row maxima / row sums
+//  sRowMax, sRowSum  (8/RG) × M fp32    per-slice row maxima / row sums
+//  sAlpha, sRowL  M fp32                 per-row rescale factor of the tile / final row sum
 // Every thread loads 16-byte chunks of one tile row (row = tid/4, chunks tid%4, +4, …), so
 // each thread resolves one page through the block table per tile. Rows past the request's
 // length are zero-filled and never read; a block id outside [0, num_blocks) is reported in the
 // error record and its row zero-filled.
-// Whole-CTA barriers: after a tile's loads land (before compute) and after its compute (before
-// its buffer is refilled).
+// Whole-CTA barriers: after a tile's loads land (before S), after P and sAlpha are written
+// (before P·V), after P·V (before the buffers are refilled), and in the epilogue after sRowL.
 #include "cp_async.cuh"
 #include "decode_common.cuh"
 #include "mma.cuh"
@@ -72,7 +74,9 @@ struct DecodeSmem {
     static constexpr int p = k + STAGES * kKTileBytes;
     static constexpr int row_max = p + kRows * kBlockN * 2;
     static constexpr int row_sum = row_max + kWarps * 16 * 4;
-    static constexpr int bytes = row_sum + kWarps * 16 * 4;
+    static constexpr int alpha = row_sum + kWarps * 16 * 4;
+    static constexpr int row_l = alpha + kRows * 4;
+    static constexpr int bytes = row_l + kRows * 4;
 };
 
 extern FMLA_SHARED __attribute__((aligned(128))) u8 decode_smem[];
@@ -117,17 +121,17 @@ struct DecodeCta {
     static constexpr int kSlices = kWarps / RG;      // warps sharing one row group
     static constexpr int kKeysPerSlice = kBlockN / kSlices;
     static constexpr int kScoreTiles = kKeysPerSlice / 8;       // n8 tiles of S per warp
-    static constexpr int kColsPerSlice = kHeadDimV / kSlices;
-    static constexpr int kOutTiles = kColsPerSlice / 8;         // n8 tiles of O per warp
+    static constexpr int kColsPerWarp = kHeadDimV / kWarps;    // P·V columns per warp
+    static constexpr int kOutTiles = kColsPerWarp / 8;         // n8 tiles of O per row block
 
     const DecodeParams& p;
     int m_block, kv_head, warp, lane, row_group, slice;
     u32 smem;
 
-    // Per-thread state for the rows g and g+8 of the warp's row group.
-    FragC o[kOutTiles];  // output accumulators: 16 rows × kColsPerSlice columns per warp
-    float m_run[2];      // running max (log2 domain), identical in all warps of the row group
-    float l_run[2];      // this thread's partial row sums
+    FragC o[RG][kOutTiles];  // output accumulators: M rows × kColsPerWarp columns per warp
+    // Softmax state of rows g and g+8 of the warp's row group (S role).
+    float m_run[2];  // running max (log2 domain), identical in all warps of the row group
+    float l_run[2];  // this thread's partial row sums
 
     FMLA_DEVICE DecodeCta(const DecodeParams& params)
         : p(params),
@@ -144,6 +148,8 @@ struct DecodeCta {
     FMLA_DEVICE u32 s_p_tile() const { return smem + Smem::p; }
     FMLA_DEVICE float* s_row_max() const { return reinterpret_cast<float*>(decode_smem + Smem::row_max); }
     FMLA_DEVICE float* s_row_sum() const { return reinterpret_cast<float*>(decode_smem + Smem::row_sum); }
+    FMLA_DEVICE float* s_alpha() const { return reinterpret_cast<float*>(decode_smem + Smem::alpha); }
+    FMLA_DEVICE float* s_row_l() const { return reinterpret_cast<float*>(decode_smem + Smem::row_l); }
 
     // Tile-local rows of this thread: row_of(0) = 16·row_group + lane/4, row_of(1) = that + 8.
     FMLA_DEVICE int row_of(int i) const { return 16 * row_group + (lane >> 2) + 8 * i; }
@@ -209,8 +215,8 @@ struct DecodeCta {
         }
     }
 
-    // Online softmax over one tile: masks, exchanges row maxima with the partner warp, rescales
-    // the accumulators, and writes this warp's half of P into sP.
+    // Online softmax over one tile: masks, exchanges row maxima within the row group, publishes
+    // each row's rescale factor in sAlpha and writes this warp's slice of P into sP.
     FMLA_DEVICE void softmax_tile(FragC (&s)[kScoreTiles], int tile, int seqlen) {
         float limit[2];
 #pragma unroll
@@ -256,12 +262,9 @@ struct DecodeCta {
             m_run[i] = m_new;
             l_run[i] *= alpha[i];
         }
-#pragma unroll
-        for (int j = 0; j < kOutTiles; ++j) {
-            o[j].r[0] *= alpha[0];
-            o[j].r[1] *= alpha[0];
-            o[j].r[2] *= alpha[1];
-            o[j].r[3] *= alpha[1];
+        if (slice == 0 && (lane & 3) == 0) {
+            s_alpha()[row_of(0)] = alpha[0];
+            s_alpha()[row_of(1)] = alpha[1];
         }
         const u32 s_p = s_p_tile();
 #pragma unroll
@@ -282,33 +285,49 @@ struct DecodeCta {
                          "r"(hi)
                          : "memory");
         }
-        row_group_barrier();
     }
 
-    // O (16 rows × this warp's kColsPerSlice columns) += P (16 × 64) · V (64 × kColsPerSlice).
+    // O (M rows × this warp's 64 columns) = sAlpha · O + P (M × 64) · V (64 × 64).
     FMLA_DEVICE void accumulate_pv(u32 s_k) {
-        const int a_row = 16 * row_group + (lane & 7) + ((lane >> 3) & 1) * 8;
+#pragma unroll
+        for (int rb = 0; rb < RG; ++rb) {
+            const float a0 = s_alpha()[16 * rb + (lane >> 2)];
+            const float a1 = s_alpha()[16 * rb + (lane >> 2) + 8];
+#pragma unroll
+            for (int j = 0; j < kOutTiles; ++j) {
+                o[rb][j].r[0] *= a0;
+                o[rb][j].r[1] *= a0;
+                o[rb][j].r[2] *= a1;
+                o[rb][j].r[3] *= a1;
+            }
+        }
+        const int a_row = (lane & 7) + ((lane >> 3) & 1) * 8;
         const int a_chunk = lane >> 4;
         const int v_key = (lane & 7) + ((lane >> 3) & 1) * 8;
-        const int v_chunk = kColsPerSlice / 8 * slice + (lane >> 4);
+        const int v_chunk = kColsPerWarp / 8 * warp + (lane >> 4);
 #pragma unroll
         for (int kk = 0; kk < kBlockN / 16; ++kk) {
-            FragA a;
-            ldmatrix_x4(a.r, s_p_tile() + PTile::chunk_offset(a_row, 2 * kk + a_chunk));
+            FragB b[kOutTiles];
 #pragma unroll
             for (int nb = 0; nb < kOutTiles / 2; ++nb) {
-                u32 b[4];
-                ldmatrix_x4_trans(b, s_k + QKTile::chunk_offset(16 * kk + v_key, v_chunk + 2 * nb));
-                FragB b0 = {{b[0], b[1]}};
-                FragB b1 = {{b[2], b[3]}};
-                Mma<T>::run(o[2 * nb], a, b0);
-                Mma<T>::run(o[2 * nb + 1], a, b1);
+                u32 v[4];
+                ldmatrix_x4_trans(v, s_k + QKTile::chunk_offset(16 * kk + v_key, v_chunk + 2 * nb));
+                b[2 * nb] = FragB{{v[0], v[1]}};
+                b[2 * nb + 1] = FragB{{v[2], v[3]}};
+            }
+#pragma unroll
+            for (int rb = 0; rb < RG; ++rb) {
+                FragA a;
+                ldmatrix_x4(a.r, s_p_tile() + PTile::chunk_offset(16 * rb + a_row, 2 * kk + a_chunk));
+#pragma unroll
+                for (int j = 0; j < kOutTiles; ++j) Mma<T>::run(o[rb][j], a, b[j]);
             }
         }
     }
 
     // Writes the piece's result: final output and LSE, or an fp32 partial in split slot `slot`.
     FMLA_DEVICE void epilogue(int request, bool split, int slot) {
+        // S role: total row sums across the row group's slices, then the LSE.
 #pragma unroll
         for (int i = 0; i < 2; ++i) {
             l_run[i] += shfl_xor(l_run[i], 1);
@@ -320,53 +339,58 @@ struct DecodeCta {
             row_sum[slice * kBlockM + row_of(1)] = l_run[1];
         }
         row_group_barrier();
-        float inv[2], lse2[2];
-        int r_global[2];
-#pragma unroll
-        for (int i = 0; i < 2; ++i) {
-            float l = 0.0f;
-#pragma unroll
-            for (int other = 0; other < kSlices; ++other) l += row_sum[other * kBlockM + row_of(i)];
-            inv[i] = l > 0.0f ? 1.0f / l : 0.0f;
-            lse2[i] = l > 0.0f ? m_run[i] + log2_approx(l) : -inf_f();
-            r_global[i] = m_block * kBlockM + row_of(i);
-        }
-        const int col_base = kColsPerSlice * slice + 2 * (lane & 3);
-        if (!split) {
+        if (slice == 0 && (lane & 3) == 0) {
 #pragma unroll
             for (int i = 0; i < 2; ++i) {
-                const int r = r_global[i];
-                if (r >= p.rows) continue;
-                const int token = r / p.group;
-                const int head = kv_head * p.group + (r - token * p.group);
-                u8* out_row = reinterpret_cast<u8*>(p.output) +
-                              2 * (static_cast<i64>(request) * p.o_batch_stride + static_cast<i64>(token) * p.o_seq_stride +
-                                   static_cast<i64>(head) * p.o_head_stride);
+                float l = 0.0f;
 #pragma unroll
-                for (int j = 0; j < kOutTiles; ++j) {
-                    u32 packed = ElemOps<T>::pack2(o[j].r[2 * i] * inv[i], o[j].r[2 * i + 1] * inv[i]);
-                    *reinterpret_cast<u32*>(out_row + 2 * (col_base + 8 * j)) = packed;
-                }
-                if (slice == 0 && (lane & 3) == 0) {
-                    float* lse = reinterpret_cast<float*>(p.lse);
-                    lse[static_cast<i64>(request) * p.lse_batch_stride + static_cast<i64>(head) * p.lse_head_stride + token] =
-                        lse2[i] == -inf_f() ? inf_f() : lse2[i] * kLn2;
+                for (int other = 0; other < kSlices; ++other) l += row_sum[other * kBlockM + row_of(i)];
+                s_row_l()[row_of(i)] = l;
+                const int r = m_block * kBlockM + row_of(i);
+                if (r >= p.rows) continue;
+                const float lse2 = l > 0.0f ? m_run[i] + log2_approx(l) : -inf_f();
+                if (split) {
+                    reinterpret_cast<float*>(p.lse_accum)[(static_cast<i64>(slot) * p.h_kv + kv_head) * p.rows + r] = lse2;
+                } else {
+                    const int token = r / p.group;
+                    const int head = kv_head * p.group + (r - token * p.group);
+                    reinterpret_cast<float*>(p.lse)[static_cast<i64>(request) * p.lse_batch_stride +
+                                                    static_cast<i64>(head) * p.lse_head_stride + token] =
+                        l > 0.0f ? lse2 * kLn2 : inf_f();
                 }
             }
-        } else {
+        }
+        sync_threads();
+        // P·V role: this warp's 64 columns of every row.
+        const int col_base = kColsPerWarp * warp + 2 * (lane & 3);
+#pragma unroll
+        for (int rb = 0; rb < RG; ++rb) {
 #pragma unroll
             for (int i = 0; i < 2; ++i) {
-                const int r = r_global[i];
+                const int row = 16 * rb + (lane >> 2) + 8 * i;
+                const int r = m_block * kBlockM + row;
                 if (r >= p.rows) continue;
-                const i64 row_index = (static_cast<i64>(slot) * p.h_kv + kv_head) * p.rows + r;
-                float* acc_row = reinterpret_cast<float*>(p.o_accum) + row_index * kHeadDimV;
+                const float l = s_row_l()[row];
+                const float inv = l > 0.0f ? 1.0f / l : 0.0f;
+                if (split) {
+                    const i64 row_index = (static_cast<i64>(slot) * p.h_kv + kv_head) * p.rows + r;
+                    float* acc_row = reinterpret_cast<float*>(p.o_accum) + row_index * kHeadDimV;
 #pragma unroll
-                for (int j = 0; j < kOutTiles; ++j) {
-                    float2v v = {o[j].r[2 * i] * inv[i], o[j].r[2 * i + 1] * inv[i]};
-                    *reinterpret_cast<float2v*>(acc_row + col_base + 8 * j) = v;
-                }
-                if (slice == 0 && (lane & 3) == 0) {
-                    reinterpret_cast<float*>(p.lse_accum)[row_index] = lse2[i];
+                    for (int j = 0; j < kOutTiles; ++j) {
+                        float2v v = {o[rb][j].r[2 * i] * inv, o[rb][j].r[2 * i + 1] * inv};
+                        *reinterpret_cast<float2v*>(acc_row + col_base + 8 * j) = v;
+                    }
+                } else {
+                    const int token = r / p.group;
+                    const int head = kv_head * p.group + (r - token * p.group);
+                    u8* out_row = reinterpret_cast<u8*>(p.output) +
+                                  2 * (static_cast<i64>(request) * p.o_batch_stride +
+                                       static_cast<i64>(token) * p.o_seq_stride + static_cast<i64>(head) * p.o_head_stride);
+#pragma unroll
+                    for (int j = 0; j < kOutTiles; ++j) {
+                        u32 packed = ElemOps<T>::pack2(o[rb][j].r[2 * i] * inv, o[rb][j].r[2 * i + 1] * inv);
+                        *reinterpret_cast<u32*>(out_row + 2 * (col_base + 8 * j)) = packed;
+                    }
                 }
             }
         }
@@ -376,7 +400,10 @@ struct DecodeCta {
     FMLA_DEVICE void run_piece(int request, int tile_begin, int tile_end, int seqlen, bool split, int slot) {
         const int* bt_row = reinterpret_cast<const int*>(p.block_table) + static_cast<i64>(request) * p.bt_batch_stride;
 #pragma unroll
-        for (int j = 0; j < kOutTiles; ++j) zero(o[j]);
+        for (int rb = 0; rb < RG; ++rb) {
+#pragma unroll
+            for (int j = 0; j < kOutTiles; ++j) zero(o[rb][j]);
+        }
         m_run[0] = m_run[1] = -inf_f();
         l_run[0] = l_run[1] = 0.0f;
 
@@ -399,6 +426,7 @@ struct DecodeCta {
             FragC s[kScoreTiles];
             compute_scores(s, s_k);
             softmax_tile(s, tile_begin + j, seqlen);
+            sync_threads();  // P and sAlpha are complete
             accumulate_pv(s_k);
             sync_threads();
         }
@@ -445,8 +473,8 @@ FMLA_DEVICE void decode_splitkv(const DecodeParams& p) {
     }
 
 // Names: mla_decode_splitkv_<dtype>_m<rows per CTA>[_1stage]. The two-stage K ring needs
-// 230,400 bytes of shared memory at 64 rows (sm_90 allows 227 KB per block); the one-stage
-// variant (156,672 bytes) is for devices with less (sm_80: 163 KB).
+// 230,912 bytes of shared memory at 64 rows (sm_90 allows 227 KB per block); the one-stage
+// variant (157,184 bytes) is for devices with less (sm_80: 163 KB).
 FMLA_DECODE_KERNEL(mla_decode_splitkv_bf16_m64, fmla::bf16, 2, 4)
 FMLA_DECODE_KERNEL(mla_decode_splitkv_bf16_m32, fmla::bf16, 2, 2)
 FMLA_DECODE_KERNEL(mla_decode_splitkv_bf16_m16, fmla::bf16, 2, 1)

@@ -186,8 +186,8 @@ public sealed class CudaDriverTests
         Assert.Equal(new Dim3(256), combineBlock);
 
         // decode_splitkv.cu: 230,400 bytes at 64 rows with 2 stages, 156,672 with 1.
-        Assert.Equal(230_400, DecodeKernelGeometry.DecodeSharedMemoryBytes(2, 64));
-        Assert.Equal(156_672, DecodeKernelGeometry.DecodeSharedMemoryBytes(1, 64));
+        Assert.Equal(230_912, DecodeKernelGeometry.DecodeSharedMemoryBytes(2, 64));
+        Assert.Equal(157_184, DecodeKernelGeometry.DecodeSharedMemoryBytes(1, 64));
         Assert.Equal(16, DecodeKernelGeometry.RowsPerCta(1));
         Assert.Equal(16, DecodeKernelGeometry.RowsPerCta(16));
         Assert.Equal(32, DecodeKernelGeometry.RowsPerCta(17));

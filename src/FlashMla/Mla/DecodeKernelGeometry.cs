@@ -57,14 +57,14 @@ internal static class DecodeKernelGeometry
 
     /// <summary>
     /// Dynamic shared memory of a split-KV CTA (<c>DecodeSmem&lt;STAGES, RG&gt;</c>): sQ M×576 and
-    /// STAGES K tiles of 64×576 in 2-byte elements, sP M×64, and per-warp row max/sum (8 × 16 fp32 each).
-    /// 230,400 bytes for M = 64 with 2 stages, 156,672 with 1.
+    /// STAGES K tiles of 64×576 in 2-byte elements, sP M×64, per-warp row max/sum (8 × 16 fp32 each), and
+    /// per-row rescale factors and sums (M fp32 each). 230,912 bytes for M = 64 with 2 stages, 157,184 with 1.
     /// </summary>
     /// <param name="stages">1 or 2.</param>
     /// <param name="rowsPerCta">16, 32 or 64.</param>
     /// <returns>Bytes.</returns>
     public static int DecodeSharedMemoryBytes(int stages, int rowsPerCta) =>
-        (rowsPerCta * MaxHeadDim * 2) + (stages * BlockN * MaxHeadDim * 2) + (rowsPerCta * BlockN * 2) + (2 * Warps * 16 * 4);
+        (rowsPerCta * MaxHeadDim * 2) + (stages * BlockN * MaxHeadDim * 2) + (rowsPerCta * BlockN * 2) + (2 * Warps * 16 * 4) + (2 * rowsPerCta * 4);
 
     /// <summary>The rows per CTA for a number of rows per KV head: the smallest of 16, 32, 64 that holds them, else 64.</summary>
     /// <param name="rowsPerKvHead">s_q · h_q / h_kv.</param>
