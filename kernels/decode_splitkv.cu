@@ -179,38 +179,48 @@ struct DecodeCta {
         load_rows(s_k_tile(stage), src, src != nullptr, p.head_dim / 8, reinterpret_cast<const void*>(p.k_cache));
     }
 
-    // S (16 rows × this warp's kKeysPerSlice keys) = Q · Kᵀ over head_dim.
+    // Operand fragments of one k-step of S = Q·Kᵀ: Q rows of the row group, this slice's keys.
+    struct ScoreFrags {
+        FragA a;
+        FragB b[kScoreTiles];
+    };
+
+    FMLA_DEVICE void load_score_frags(ScoreFrags& f, u32 s_k, int kk) const {
+        const int a_row = 16 * row_group + (lane & 7) + ((lane >> 3) & 1) * 8;
+        const int key0 = kKeysPerSlice * slice;
+        ldmatrix_x4(f.a.r, s_q_tile() + QKTile::chunk_offset(a_row, 2 * kk + (lane >> 4)));
+        if constexpr (kScoreTiles == 1) {
+            u32 b[2];
+            ldmatrix_x2(b, s_k + QKTile::chunk_offset(key0 + (lane & 7), 2 * kk + ((lane >> 3) & 1)));
+            f.b[0] = FragB{{b[0], b[1]}};
+        } else {
+#pragma unroll
+            for (int np = 0; np < kScoreTiles / 2; ++np) {
+                u32 b[4];
+                ldmatrix_x4(b, s_k + QKTile::chunk_offset(key0 + 16 * np + (lane & 7) + ((lane >> 4) << 3),
+                                                           2 * kk + ((lane >> 3) & 1)));
+                f.b[2 * np] = FragB{{b[0], b[1]}};
+                f.b[2 * np + 1] = FragB{{b[2], b[3]}};
+            }
+        }
+    }
+
+    // S (16 rows × this warp's kKeysPerSlice keys) = Q · Kᵀ over head_dim. The fragments of
+    // k-step kk+1 are loaded while the MMAs of k-step kk run (two register sets).
     FMLA_DEVICE void compute_scores(FragC (&s)[kScoreTiles], u32 s_k) const {
 #pragma unroll
         for (int j = 0; j < kScoreTiles; ++j) zero(s[j]);
-        const int a_row = 16 * row_group + (lane & 7) + ((lane >> 3) & 1) * 8;
-        const int a_chunk = lane >> 4;
-        const int key0 = kKeysPerSlice * slice;
+        const int k_steps = p.head_dim / 16;
+        ScoreFrags f[2];
+        load_score_frags(f[0], s_k, 0);
         // head_dim is 512 or 576: 8 or 9 column blocks of 64, four k-steps of 16 each.
-        const int column_blocks = p.head_dim / 64;
-        for (int cb = 0; cb < column_blocks; ++cb) {
+        for (int cb = 0; cb < k_steps / 4; ++cb) {
 #pragma unroll
             for (int ks = 0; ks < 4; ++ks) {
                 const int kk = 4 * cb + ks;
-                FragA a;
-                ldmatrix_x4(a.r, s_q_tile() + QKTile::chunk_offset(a_row, 2 * kk + a_chunk));
-                if constexpr (kScoreTiles == 1) {
-                    u32 b[2];
-                    ldmatrix_x2(b, s_k + QKTile::chunk_offset(key0 + (lane & 7), 2 * kk + ((lane >> 3) & 1)));
-                    FragB b0 = {{b[0], b[1]}};
-                    Mma<T>::run(s[0], a, b0);
-                } else {
+                if (kk + 1 < k_steps) load_score_frags(f[(ks + 1) & 1], s_k, kk + 1);
 #pragma unroll
-                    for (int np = 0; np < kScoreTiles / 2; ++np) {
-                        u32 b[4];
-                        ldmatrix_x4(b, s_k + QKTile::chunk_offset(key0 + 16 * np + (lane & 7) + ((lane >> 4) << 3),
-                                                                   2 * kk + ((lane >> 3) & 1)));
-                        FragB b0 = {{b[0], b[1]}};
-                        FragB b1 = {{b[2], b[3]}};
-                        Mma<T>::run(s[2 * np], a, b0);
-                        Mma<T>::run(s[2 * np + 1], a, b1);
-                    }
-                }
+                for (int j = 0; j < kScoreTiles; ++j) Mma<T>::run(s[j], f[ks & 1].a, f[ks & 1].b[j]);
             }
         }
     }
@@ -305,9 +315,15 @@ struct DecodeCta {
         const int a_chunk = lane >> 4;
         const int v_key = (lane & 7) + ((lane >> 3) & 1) * 8;
         const int v_chunk = kColsPerWarp / 8 * warp + (lane >> 4);
+        // Per k-step, all fragments are loaded before the first MMA so that their latencies overlap.
 #pragma unroll
         for (int kk = 0; kk < kBlockN / 16; ++kk) {
             FragB b[kOutTiles];
+            FragA a[RG];
+#pragma unroll
+            for (int rb = 0; rb < RG; ++rb) {
+                ldmatrix_x4(a[rb].r, s_p_tile() + PTile::chunk_offset(16 * rb + a_row, 2 * kk + a_chunk));
+            }
 #pragma unroll
             for (int nb = 0; nb < kOutTiles / 2; ++nb) {
                 u32 v[4];
@@ -317,10 +333,8 @@ struct DecodeCta {
             }
 #pragma unroll
             for (int rb = 0; rb < RG; ++rb) {
-                FragA a;
-                ldmatrix_x4(a.r, s_p_tile() + PTile::chunk_offset(16 * rb + a_row, 2 * kk + a_chunk));
 #pragma unroll
-                for (int j = 0; j < kOutTiles; ++j) Mma<T>::run(o[rb][j], a, b[j]);
+                for (int j = 0; j < kOutTiles; ++j) Mma<T>::run(o[rb][j], a[rb], b[j]);
             }
         }
     }
