@@ -11,17 +11,26 @@ internal static class InfoCommand
     public static Command Create(CliContext context)
     {
         var format = CliOptions.Format();
+        var kernels = new Option<bool>("--kernels")
+        {
+            Description = "Also JIT-compile the kernels on device 0 and show each kernel's registers and spill (local) bytes and the driver's JIT log",
+        };
         var command = new Command("info", "Show the CUDA devices found (driver, compute capability, SMs, memory, L2), or why none was found")
         {
             format,
+            kernels,
         };
-        command.SetAction(parseResult => CliApp.Guard(context, () => Run(context, CliOptions.GetFormat(parseResult, format))));
+        command.SetAction(parseResult => CliApp.Guard(
+            context, () => Run(context, CliOptions.GetFormat(parseResult, format), parseResult.GetValue(kernels))));
         return command;
     }
 
-    private static int Run(CliContext context, OutputFormat format)
+    private static int Run(CliContext context, OutputFormat format, bool showKernels)
     {
         var probe = CudaProbe.Probe();
+        var report = showKernels && probe.Devices.Count > 0 && probe.Devices[0].KernelTarget is not null
+            ? KernelReport.Collect(0)
+            : ((IReadOnlyList<KernelResources>, IReadOnlyDictionary<string, string>)?)null;
         if (format == OutputFormat.Json)
         {
             context.Out.Write(JsonOut.Render(w =>
@@ -70,6 +79,28 @@ internal static class InfoCommand
                     w.WriteEndObject();
                 }
                 w.WriteEndArray();
+                if (report is { } found)
+                {
+                    var (kernelList, jitLogs) = found;
+                    w.WriteStartArray("kernels");
+                    foreach (var k in kernelList)
+                    {
+                        w.WriteStartObject();
+                        w.WriteString("module", k.Module);
+                        w.WriteString("kernel", k.Kernel);
+                        w.WriteNumber("registers", k.Registers);
+                        w.WriteNumber("local_bytes", k.LocalBytes);
+                        w.WriteNumber("max_threads_per_block", k.MaxThreadsPerBlock);
+                        w.WriteEndObject();
+                    }
+                    w.WriteEndArray();
+                    w.WriteStartObject("jit_logs");
+                    foreach (var (module, log) in jitLogs)
+                    {
+                        w.WriteString(module, log);
+                    }
+                    w.WriteEndObject();
+                }
                 w.WriteEndObject();
             }));
             return ExitCodes.Success;
@@ -117,6 +148,25 @@ internal static class InfoCommand
                 context.Out.WriteLine($"device {d.Ordinal}: {problem}");
             }
         }
+
+        if (report is { } collected)
+        {
+            var (kernels, logs) = collected;
+            var kernelTable = TableOut.Create("module", "kernel", "registers", "local (spill) bytes", "max threads/block");
+            foreach (var k in kernels)
+            {
+                kernelTable.Row(
+                    k.Module, k.Kernel, KernelReport.Format(k.Registers), KernelReport.Format(k.LocalBytes), KernelReport.Format(k.MaxThreadsPerBlock));
+            }
+
+            context.OutConsole.Write(kernelTable);
+            foreach (var (module, log) in logs)
+            {
+                context.Out.WriteLine($"JIT log [{module}]:");
+                context.Out.WriteLine(log);
+            }
+        }
+
         return ExitCodes.Success;
     }
 }
