@@ -111,6 +111,27 @@ public abstract class GpuDecodeTests<T>(GpuFixture gpu)
         });
     }
 
+    /// <summary>
+    /// With sm_80's shared-memory limit the decoder falls back to the one-stage 64-row kernel for
+    /// every row count; run it here against the reference.
+    /// </summary>
+    [Theory]
+    [InlineData(2, 1, 300, 16, 1, false, 64)]
+    [InlineData(3, 2, 1000, 32, 2, true, 16)]
+    [InlineData(2, 4, 140, 128, 8, true, 1)]
+    [InlineData(1, 2, 777, 128, 1, true, 64)]
+    public void SharedMemoryLimitOfSm80_OneStageKernel_MatchesReference(
+        int batch, int queryLength, int seqlenK, int queryHeads, int kvHeads, bool causal, int pageBlockSize)
+    {
+        const int Sm80OptinLimit = 166_912;
+        _ = gpu.RequireDecoder();
+        using var decoder = new CudaMlaDecoder(gpu.RequireContext(), Sm80OptinLimit);
+        var dtype = TensorTestUtil.DTypeName<T>();
+        Assert.Equal(1, decoder.DecodeStages(dtype, queryLength * (queryHeads / kvHeads)));
+        var gridCase = new GridCase(batch, queryLength, seqlenK, queryHeads, kvHeads, true, causal, pageBlockSize);
+        RunHostAndCheck(decoder, gridCase.ToSpec(TestSeeds.Next($"GpuOneStage/{gridCase}/{dtype}")));
+    }
+
     [Theory]
     [InlineData(false)]
     [InlineData(true)]

@@ -55,11 +55,24 @@ public sealed class CudaMlaDecoder : IDisposable
     /// <exception cref="InvalidOperationException">A PTX module is not embedded.</exception>
     /// <exception cref="CudaException">JIT compilation or a driver call failed.</exception>
     public CudaMlaDecoder(CudaContext context)
+        : this(context, context?.Device.MaxSharedMemoryPerBlockOptin ?? throw new ArgumentNullException(nameof(context)))
+    {
+    }
+
+    /// <summary>
+    /// Creates a decoder that picks its kernels as if the device allowed only
+    /// <paramref name="sharedMemoryLimitBytes"/> of shared memory per block; tests use it to run the
+    /// kernels of smaller devices (the one-stage kernel of sm_80) on the device at hand.
+    /// </summary>
+    /// <param name="context">The context.</param>
+    /// <param name="sharedMemoryLimitBytes">At most the device's opt-in limit.</param>
+    internal CudaMlaDecoder(CudaContext context, int sharedMemoryLimitBytes)
     {
         ArgumentNullException.ThrowIfNull(context);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(sharedMemoryLimitBytes, context.Device.MaxSharedMemoryPerBlockOptin);
         Context = context;
         var kernels = context.Kernels;
-        var optin = context.Device.MaxSharedMemoryPerBlockOptin;
+        var optin = sharedMemoryLimitBytes;
 
         _schedule = kernels.GetKernel(DecodeKernelGeometry.ScheduleModule, DecodeKernelGeometry.ScheduleKernel);
         var scheduleLimit = optin - _schedule.StaticSharedSizeBytes;
@@ -90,6 +103,9 @@ public sealed class CudaMlaDecoder : IDisposable
 
     /// <summary>The context.</summary>
     public CudaContext Context { get; }
+
+    /// <summary>The K-ring depth of the split-KV kernel used for a dtype ("bf16"/"fp16") and a row count per KV head.</summary>
+    internal int DecodeStages(string dtype, int rowsPerKvHead) => _decode[(dtype, DecodeKernelGeometry.RowsPerCta(rowsPerKvHead))].Stages;
 
     /// <summary>
     /// When true, <see cref="Decode{T}"/> waits for the stream and checks the plan's error record
