@@ -210,9 +210,13 @@ public class CliGpuTests
                 "--format", "json", "--output", file);
             Assert.True(code == 0, error);
             using var json = JsonDocument.Parse(output);
-            var record = Assert.Single(json.RootElement.EnumerateArray().ToArray());
+            var list = json.RootElement.EnumerateArray().ToArray();
+            Assert.Equal(2, list.Length);
+            Assert.Equal("run", list[0].GetProperty("kind").GetString());
+            var record = list[1];
+            Assert.Equal("b2 s_q1 h16 s_k256 fixed", record.GetProperty("name").GetString());
             Assert.True(record.GetProperty("ms").GetDouble() > 0);
-            Assert.True(record.GetProperty("graph_ms").GetDouble() > 0);
+            Assert.True(record.GetProperty("graph_us").GetDouble() > 0);
             Assert.True(record.GetProperty("copy_gbps").GetDouble() > 0);
             Assert.Equal("cuda", record.GetProperty("backend").GetString());
             Assert.Equal(output, File.ReadAllText(file));

@@ -5,6 +5,13 @@ namespace FlashMla.Cli.Bench;
 /// <summary>FlashMLA's dense-decode FLOP and byte counts (causal masking is not subtracted).</summary>
 internal static class BenchFormulas
 {
+    /// <summary>Bytes per element of q, k_cache and the output.</summary>
+    public static int ElementSize(ElementKind dtype) => dtype switch
+    {
+        ElementKind.Bf16 or ElementKind.Fp16 => 2,
+        _ => throw new ArgumentOutOfRangeException(nameof(dtype), dtype, "no element size known for this dtype"),
+    };
+
     /// <summary>FLOPs = 2·b·s_q·h_q·mean_seqlen·(d + d_v).</summary>
     public static double Flops(DecodeCaseSpec spec, double meanSeqLen)
     {
@@ -12,11 +19,11 @@ internal static class BenchFormulas
         return 2.0 * spec.Batch * spec.SeqQ * spec.HeadsQ * meanSeqLen * (spec.HeadDim + DecodeCaseSpec.HeadDimV);
     }
 
-    /// <summary>bytes = b·(s_q·h_q·d·2 + mean_seqlen·h_kv·d·2 + s_q·h_q·d_v·2).</summary>
+    /// <summary>bytes = b·(s_q·h_q·d·e + mean_seqlen·h_kv·d·e + s_q·h_q·d_v·e), e the element size of the dtype.</summary>
     public static double Bytes(DecodeCaseSpec spec, double meanSeqLen)
     {
         ArgumentNullException.ThrowIfNull(spec);
-        const double elementSize = 2;
+        double elementSize = ElementSize(spec.Dtype);
         return spec.Batch * (
             (spec.SeqQ * spec.HeadsQ * spec.HeadDim * elementSize) +
             (meanSeqLen * spec.HeadsKv * spec.HeadDim * elementSize) +

@@ -2,32 +2,42 @@ using FlashMla.Cli.Inputs;
 
 namespace FlashMla.Cli.Bench;
 
-/// <summary>The built-in benchmark suites.</summary>
+/// <summary>
+/// The built-in benchmark suites. They are the grids of ../shared/bench/cases (throughput.json,
+/// latency.json) and their cases carry the same names, so results are comparable whether they
+/// come from a suite or from a cases file. Built-in lengths are drawn from the seed (variable
+/// lengths: max(N(s_k, s_k/2), s_q)), so a varlen case has the same name but not the same lengths
+/// as the file's.
+/// </summary>
 internal static class BenchSuites
 {
     public static readonly string[] Names = ["single", "throughput", "latency"];
 
     /// <summary>
     /// throughput: b 128, s_q ∈ {1,2}, h_q ∈ {16,32,64,128}, s_k ∈ {4096,8192,16384}, fixed and variable lengths.
-    /// latency: b ∈ {1,4,16,32}, s_q 1, h_q ∈ {16,128}, s_k ∈ {1024,4096,32768}.
+    /// latency: b ∈ {1,4,16,32}, s_q 1, h_q ∈ {16,128}, s_k ∈ {1024,4096,32768}, then the MTP case
+    /// (b 64, s_q 4, h_q 128, s_k 4096, causal).
+    /// single: <paramref name="template"/> alone.
     /// Page size, h_kv, dtype, causal and seed come from <paramref name="template"/>.
     /// </summary>
-    public static IReadOnlyList<DecodeCaseSpec> Cases(string suite, DecodeCaseSpec template)
+    public static IReadOnlyList<BenchCase> Cases(string suite, DecodeCaseSpec template)
     {
         ArgumentNullException.ThrowIfNull(template);
-        var cases = new List<DecodeCaseSpec>();
+        var cases = new List<BenchCase>();
         switch (suite)
         {
             case "throughput":
-                foreach (var sq in (int[])[1, 2])
+                // The order of ../shared/bench/cases/throughput.json.
+                foreach (var sk in (int[])[4096, 8192, 16384])
                 {
-                    foreach (var hq in (int[])[16, 32, 64, 128])
+                    foreach (var sq in (int[])[1, 2])
                     {
-                        foreach (var sk in (int[])[4096, 8192, 16384])
+                        foreach (var hq in (int[])[16, 32, 64, 128])
                         {
                             foreach (var varlen in (bool[])[false, true])
                             {
-                                cases.Add(template with { Batch = 128, SeqQ = sq, HeadsQ = hq, SeqLenK = sk, Varlen = varlen });
+                                var spec = template with { Batch = 128, SeqQ = sq, HeadsQ = hq, SeqLenK = sk, Varlen = varlen };
+                                cases.Add(Make(ThroughputName(spec), suite, spec));
                             }
                         }
                     }
@@ -40,15 +50,56 @@ internal static class BenchSuites
                     {
                         foreach (var sk in (int[])[1024, 4096, 32768])
                         {
-                            cases.Add(template with { Batch = b, SeqQ = 1, HeadsQ = hq, SeqLenK = sk, Varlen = false });
+                            var spec = template with { Batch = b, SeqQ = 1, HeadsQ = hq, SeqLenK = sk, Varlen = false };
+                            cases.Add(Make(LatencyName(spec), suite, spec));
                         }
                     }
                 }
+                var mtp = template with { Batch = 64, SeqQ = 4, HeadsQ = 128, SeqLenK = 4096, Varlen = false, Causal = true };
+                cases.Add(Make(LatencyName(mtp, mtp: true), suite, mtp));
+                break;
+            case "single":
+                cases.Add(Make(ThroughputName(template), suite, template));
                 break;
             default:
-                cases.Add(template);
-                break;
+                throw new CliUsageException($"unknown suite '{suite}' (expected {string.Join(", ", Names)})");
         }
         return cases;
     }
+
+    /// <summary>"b128 s_q1 h16 s_k4096 fixed" / "… var", then <see cref="Extras"/>.</summary>
+    public static string ThroughputName(DecodeCaseSpec spec)
+    {
+        ArgumentNullException.ThrowIfNull(spec);
+        return $"b{spec.Batch} s_q{spec.SeqQ} h{spec.HeadsQ} s_k{spec.SeqLenK} {(spec.Varlen ? "var" : "fixed")}{Extras(spec)}";
+    }
+
+    /// <summary>
+    /// "b1 h16 s_k1024" (s_q is named only when it is not 1), then <see cref="Extras"/>; the MTP
+    /// case ends in " (MTP)": "b64 s_q4 h128 s_k4096 causal (MTP)".
+    /// </summary>
+    public static string LatencyName(DecodeCaseSpec spec, bool mtp = false)
+    {
+        ArgumentNullException.ThrowIfNull(spec);
+        var sq = spec.SeqQ != 1 ? $" s_q{spec.SeqQ}" : "";
+        return $"b{spec.Batch}{sq} h{spec.HeadsQ} s_k{spec.SeqLenK}{(spec.Varlen ? " var" : "")}{Extras(spec)}{(mtp ? " (MTP)" : "")}";
+    }
+
+    /// <summary>
+    /// What the shared cases leave unsaid because it is always so there: " causal" when causal,
+    /// then " h_kv{n}", " page{n}" and the dtype where they differ from h_kv 1, page 64, bf16.
+    /// </summary>
+    private static string Extras(DecodeCaseSpec spec) =>
+        (spec.Causal ? " causal" : "") +
+        (spec.HeadsKv != 1 ? $" h_kv{spec.HeadsKv}" : "") +
+        (spec.PageSize != 64 ? $" page{spec.PageSize}" : "") +
+        (spec.Dtype != ElementKind.Bf16 ? $" {spec.Dtype.ToName()}" : "");
+
+    private static BenchCase Make(string name, string suite, DecodeCaseSpec spec) => new()
+    {
+        Name = name,
+        Suite = suite,
+        Spec = spec,
+        SeqLens = RandomDecodeInputs.SeqLens(spec, new Gaussian(spec.Seed)),
+    };
 }

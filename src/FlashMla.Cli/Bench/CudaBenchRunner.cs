@@ -10,21 +10,19 @@ using FlashMla.Tensors;
 
 namespace FlashMla.Cli.Bench;
 
-/// <summary>Settings of one benchmark run.</summary>
+/// <summary>Settings of one benchmark run: the per-call timing's iterations and warm-up, and whether graph_us is measured.</summary>
 internal sealed record BenchSettings(int Iterations, int Warmup, bool Graphs);
 
 /// <summary>
-/// Times CUDA decode with events. Per case: seeded lengths as in FlashMLA's test; one KV cache
-/// holding <c>R</c> copies ("rotations"), each iteration using the next copy through its own block
-/// table and its own q, with <c>R</c> chosen so that the data touched by one round exceeds the L2
-/// four times; the plan update timed on its own; decode (split kernel + combine) timed per
-/// iteration; then the same under CUDA-graph replay (one graph per rotation). Each case's buffers
-/// are freed before the next case.
+/// Times CUDA decode. Per case: the case's lengths; one KV cache holding <c>R</c> copies
+/// ("rotations", <see cref="BenchMethod.Rotations"/>), each with its own q and its own block table
+/// with the pages in random order; the plan update timed on its own; decode (split kernel +
+/// combine) timed per call with events (<c>ms</c>, host launch cost included); then the shared
+/// method's <c>graph_us</c> (<see cref="BenchMethod"/>): one graph of K decode calls, replayed.
+/// Each case's buffers are freed before the next case.
 /// </summary>
 internal sealed class CudaBenchRunner : IDisposable
 {
-    private const double L2Multiple = 4.0;
-    private const int MaxRotations = 256;
     private const long CopyBytes = 1L << 30;
     private const int CopyRepeats = 10;
     /// <summary>Elements of random data generated on the host, then tiled over the device buffer.</summary>
@@ -37,6 +35,8 @@ internal sealed class CudaBenchRunner : IDisposable
     public string GpuName => _session.GpuName;
 
     public string KernelPath => _session.KernelPath;
+
+    public CudaDevice Device => _session.Context.Device;
 
     public static bool TryCreate([NotNullWhen(true)] out CudaBenchRunner? runner, out string reason)
     {
@@ -67,72 +67,63 @@ internal sealed class CudaBenchRunner : IDisposable
         return 2.0 * CopyBytes / (median * 1e-3) / 1e9;
     }
 
-    public BenchRecord Run(DecodeCaseSpec spec, BenchSettings settings, double copyGbps, string commit, Action<string> status)
+    /// <summary>Runs one case.</summary>
+    /// <param name="benchCase">The case.</param>
+    /// <param name="settings">Iterations, warm-up, graphs.</param>
+    /// <param name="copyGbps">The copy baseline of this run.</param>
+    /// <param name="commit">The commit recorded.</param>
+    /// <param name="readSmClock">Reads the SM clock (MHz) while the timed replays run; null when it cannot.</param>
+    /// <param name="status">Progress lines.</param>
+    public BenchRecord Run(BenchCase benchCase, BenchSettings settings, double copyGbps, string commit, Func<int?> readSmClock, Action<string> status)
     {
-        ArgumentNullException.ThrowIfNull(spec);
+        ArgumentNullException.ThrowIfNull(benchCase);
         ArgumentNullException.ThrowIfNull(settings);
+        ArgumentNullException.ThrowIfNull(readSmClock);
         ArgumentNullException.ThrowIfNull(status);
-        return spec.Dtype == ElementKind.Bf16
-            ? Run<BFloat16>(spec, settings, copyGbps, commit, status)
-            : Run<Half>(spec, settings, copyGbps, commit, status);
+        return benchCase.Spec.Dtype == ElementKind.Bf16
+            ? Run<BFloat16>(benchCase, settings, copyGbps, commit, readSmClock, status)
+            : Run<Half>(benchCase, settings, copyGbps, commit, readSmClock, status);
     }
 
     public void Dispose() => _session.Dispose();
 
-    private BenchRecord Run<T>(DecodeCaseSpec spec, BenchSettings settings, double copyGbps, string commit, Action<string> status)
+    private BenchRecord Run<T>(BenchCase benchCase, BenchSettings settings, double copyGbps, string commit, Func<int?> readSmClock, Action<string> status)
         where T : unmanaged
     {
+        var spec = benchCase.Spec;
         var context = _session.Context;
         var stream = _session.Stream;
         var decoder = _session.Decoder;
         var rng = new Gaussian(spec.Seed);
+        var elementSize = Marshal.SizeOf<T>();
+        if (elementSize != BenchFormulas.ElementSize(spec.Dtype))
+        {
+            throw new InvalidOperationException($"{typeof(T).Name} is {elementSize} bytes, but {spec.Dtype.ToName()} is {BenchFormulas.ElementSize(spec.Dtype)}");
+        }
 
-        // Lengths as in FlashMLA's test; pages per request; one copy of the cache holds exactly the pages in use.
-        var seqlens = RandomDecodeInputs.SeqLens(spec, rng);
-        var meanSeqLen = seqlens.Average(s => (double)s);
+        // Pages per request; one copy of the cache holds exactly the pages in use.
+        var seqlens = benchCase.SeqLens.ToArray();
+        if (seqlens.Length != spec.Batch)
+        {
+            throw new InvalidOperationException($"case {benchCase.Name}: {seqlens.Length} lengths for b = {spec.Batch}");
+        }
+        var meanSeqLen = benchCase.MeanSeqLen;
         var pages = seqlens.Select(s => (s + spec.PageSize - 1) / spec.PageSize).ToArray();
         var maxBlocks = Math.Max(1, pages.Max());
         var blocksPerCopy = Math.Max(1L, pages.Sum(p => (long)p));
         var kElementsPerCopy = blocksPerCopy * spec.PageSize * spec.HeadsKv * spec.HeadDim;
         var qElements = (long)spec.Batch * spec.SeqQ * spec.HeadsQ * spec.HeadDim;
-        var bytesPerCopy = (kElementsPerCopy + qElements) * 2;
+        var bytesPerCopy = BenchMethod.BytesPerCopy(blocksPerCopy, spec.PageSize, spec.HeadsKv, spec.HeadDim, qElements, elementSize);
 
         var l2 = Math.Max(1L, context.Device.L2CacheSizeBytes);
-        var rotations = (int)Math.Clamp(Math.Ceiling(L2Multiple * l2 / bytesPerCopy), 1, MaxRotations);
         var (freeBytes, _) = context.GetMemoryInfo();
-        while (rotations > 1 && rotations * bytesPerCopy > freeBytes / 2)
-        {
-            rotations--;
-        }
-        if (rotations * blocksPerCopy > int.MaxValue)
-        {
-            throw new CliFailureException($"{rotations * blocksPerCopy} KV blocks do not fit int32 block ids; use a larger --page-size");
-        }
-        status($"    mean s_k {TableOut.F(meanSeqLen, 1)}, KV {TableOut.Bytes(kElementsPerCopy * 2)} per copy, " +
-               $"{rotations} rotation(s) ({TableOut.Bytes(rotations * bytesPerCopy)} vs L2 {TableOut.Bytes(l2)})");
+        var rotations = BenchMethod.Rotations(bytesPerCopy, l2, (long)freeBytes);
+        var callsPerGraph = settings.Graphs ? BenchMethod.CallsPerGraph(rotations) : 0;
+        status($"    mean s_k {TableOut.F(meanSeqLen, 1)}, KV {TableOut.Bytes(kElementsPerCopy * elementSize)} per copy, " +
+               $"{rotations} rotation(s) ({TableOut.Bytes(rotations * bytesPerCopy)} vs L2 {TableOut.Bytes(l2)})" +
+               (settings.Graphs ? $", {callsPerGraph} calls per graph" : ""));
 
-        // Block tables: rotation r maps each request's pages to a random permutation of blocks
-        // [r·blocksPerCopy, (r+1)·blocksPerCopy); entries past a request's last page are never read.
-        var blockTable = new int[(long)rotations * spec.Batch * maxBlocks];
-        Array.Fill(blockTable, RandomDecodeInputs.UnusedBlockId);
-        var permutation = new int[blocksPerCopy];
-        for (var r = 0; r < rotations; r++)
-        {
-            for (var i = 0; i < permutation.Length; i++)
-            {
-                permutation[i] = (int)((r * blocksPerCopy) + i);
-            }
-            rng.Shuffle(permutation);
-            var next = 0;
-            for (var request = 0; request < spec.Batch; request++)
-            {
-                for (var p = 0; p < pages[request]; p++)
-                {
-                    blockTable[(((long)r * spec.Batch) + request) * maxBlocks + p] = permutation[next++];
-                }
-            }
-        }
-
+        var blockTable = BenchMethod.BlockTables(pages, rotations, maxBlocks, RandomDecodeInputs.UnusedBlockId, span => rng.Shuffle(span));
         var numBlocks = rotations * blocksPerCopy;
         using var kCache = DeviceBuffer<T>.Allocate(context, numBlocks * spec.PageSize * spec.HeadsKv * spec.HeadDim);
         using var q = DeviceBuffer<T>.Allocate(context, rotations * qElements);
@@ -144,7 +135,6 @@ internal sealed class CudaBenchRunner : IDisposable
         using var lse = DeviceBuffer<float>.Allocate(context, (long)spec.Batch * spec.HeadsQ * spec.SeqQ);
         using var plan = decoder.CreatePlan(spec.Batch, spec.SeqQ, spec.HeadsQ, spec.HeadsKv);
 
-        var elementSize = Marshal.SizeOf<T>();
         var kTensor = kCache.AsTensor(numBlocks, spec.PageSize, spec.HeadsKv, spec.HeadDim);
         var seqlensTensor = seqlensBuffer.AsTensor(spec.Batch);
         var outputTensor = output.AsTensor(spec.Batch, spec.SeqQ, spec.HeadsQ, DecodeCaseSpec.HeadDimV);
@@ -159,13 +149,14 @@ internal sealed class CudaBenchRunner : IDisposable
             btTensors[r] = new DeviceTensor<int>(blockTables.Pointer + (ulong)((long)r * spec.Batch * maxBlocks * sizeof(int)), btLayout);
         }
         var options = new MlaDecodeOptions { Causal = spec.Causal };
-        void Decode(int iteration)
+        void Decode(int call)
         {
-            var r = iteration % rotations;
+            var r = call % rotations;
             decoder.Decode(qTensors[r], kTensor, btTensors[r], seqlensTensor, plan, outputTensor, lseTensor, stream, options);
         }
 
-        // The plan (schedule kernel), timed on its own.
+        // The plan (schedule kernel), timed on its own. The last update stays in force: every
+        // decode below, the graph's included, uses it.
         for (var i = 0; i < Math.Max(1, settings.Warmup); i++)
         {
             decoder.UpdatePlan(plan, seqlensTensor, maxBlocks, spec.PageSize, stream);
@@ -174,7 +165,7 @@ internal sealed class CudaBenchRunner : IDisposable
             _ => decoder.UpdatePlan(plan, seqlensTensor, maxBlocks, spec.PageSize, stream)));
         decoder.Synchronize(stream, plan);
 
-        // Decode: split kernel + combine, per iteration.
+        // Decode per call: split kernel + combine between two events, host launch cost included.
         for (var i = 0; i < settings.Warmup; i++)
         {
             Decode(i);
@@ -183,67 +174,85 @@ internal sealed class CudaBenchRunner : IDisposable
         var ms = BenchFormulas.Median(TimeEach(settings.Iterations, Decode));
         decoder.Synchronize(stream, plan);
 
-        double? graphMs = null;
+        double? graphUs = null, graphMin = null, graphMax = null;
+        int? smClock = null;
         if (settings.Graphs)
         {
-            graphMs = TimeGraphs(rotations, settings, Decode, status);
+            var replayMs = TimeGraph(callsPerGraph, Decode, () => smClock = readSmClock());
             decoder.Synchronize(stream, plan);
+            var perCall = BenchMethod.PerCallMicroseconds(replayMs, callsPerGraph);
+            graphUs = BenchMethod.GraphMicroseconds(replayMs, callsPerGraph);
+            graphMin = perCall.Min();
+            graphMax = perCall.Max();
+        }
+        else
+        {
+            smClock = readSmClock();
         }
 
-        var flops = BenchFormulas.Flops(spec, meanSeqLen);
-        var bytes = BenchFormulas.Bytes(spec, meanSeqLen);
         return new BenchRecord
         {
-            Spec = spec,
+            Case = benchCase,
             Backend = "cuda",
             KernelPath = _session.KernelPathFor(spec),
-            MeanSeqLen = meanSeqLen,
             Ms = ms,
-            GraphMs = graphMs,
             PlanMs = planMs,
-            Tflops = BenchFormulas.Tflops(flops, ms),
-            GBps = BenchFormulas.GBps(bytes, ms),
-            GraphTflops = graphMs is { } g ? BenchFormulas.Tflops(flops, g) : null,
-            GraphGBps = graphMs is { } g2 ? BenchFormulas.GBps(bytes, g2) : null,
+            GraphUs = graphUs,
+            GraphUsMin = graphMin,
+            GraphUsMax = graphMax,
+            Rotations = rotations,
+            CallsPerGraph = callsPerGraph,
+            GraphReplays = settings.Graphs ? BenchMethod.TimedReplays : 0,
+            Iterations = settings.Iterations,
             CopyGBps = copyGbps,
+            SmClockMhz = smClock,
             Gpu = GpuName,
             Commit = commit,
-            Iterations = settings.Iterations,
-            Rotations = rotations,
         };
     }
 
-    /// <summary>Captures one decode per rotation into a graph, replays them round-robin and times each replay.</summary>
-    private double? TimeGraphs(int rotations, BenchSettings settings, Action<int> decode, Action<string> status)
+    /// <summary>
+    /// Captures <paramref name="callsPerGraph"/> consecutive decode calls (call i on rotation
+    /// i mod R) into one graph, replays it <see cref="BenchMethod.WarmupReplays"/> times, then
+    /// <see cref="BenchMethod.TimedReplays"/> times, each between two events and waited for before
+    /// the next is enqueued (as on the FlashMLA side); returns the replay times in ms.
+    /// <paramref name="whileRunning"/> runs once, while the middle timed replay is on the GPU.
+    /// </summary>
+    private List<double> TimeGraph(int callsPerGraph, Action<int> decode, Action whileRunning)
     {
+        var context = _session.Context;
         var stream = _session.Stream;
-        var execs = new List<CudaGraphExec>(rotations);
-        try
+        stream.Synchronize();
+        using var graph = CudaGraph.Capture(stream, () =>
         {
-            for (var r = 0; r < rotations; r++)
+            for (var i = 0; i < callsPerGraph; i++)
             {
-                var rotation = r;
-                using var graph = CudaGraph.Capture(stream, () => decode(rotation));
-                execs.Add(graph.Instantiate());
+                decode(i);
             }
-            for (var i = 0; i < settings.Warmup; i++)
-            {
-                execs[i % rotations].Launch(stream);
-            }
-            return BenchFormulas.Median(TimeEach(settings.Iterations, i => execs[i % rotations].Launch(stream)));
-        }
-        catch (CudaException e)
+        });
+        using var exec = graph.Instantiate();
+        for (var i = 0; i < BenchMethod.WarmupReplays; i++)
         {
-            status($"    CUDA graph timing skipped: {e.Message}");
-            return null;
+            exec.Launch(stream);
         }
-        finally
+        stream.Synchronize();
+
+        using var start = CudaEvent.Create(context);
+        using var end = CudaEvent.Create(context);
+        var times = new List<double>(BenchMethod.TimedReplays);
+        for (var i = 0; i < BenchMethod.TimedReplays; i++)
         {
-            foreach (var exec in execs)
+            start.Record(stream);
+            exec.Launch(stream);
+            end.Record(stream);
+            if (i == BenchMethod.TimedReplays / 2)
             {
-                exec.Dispose();
+                whileRunning();
             }
+            end.Synchronize();
+            times.Add(CudaEvent.ElapsedMilliseconds(start, end));
         }
+        return times;
     }
 
     /// <summary>Runs <paramref name="body"/> <paramref name="count"/> times on the stream, each between two events; returns the times in ms.</summary>

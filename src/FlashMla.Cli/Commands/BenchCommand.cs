@@ -2,58 +2,116 @@ using System.CommandLine;
 using System.Globalization;
 using FlashMla.Cli.Bench;
 using FlashMla.Cli.Inputs;
+using FlashMla.Cli.Nvml;
 using FlashMla.Cli.Output;
 
 namespace FlashMla.Cli.Commands;
 
-/// <summary><c>flashmla bench</c>: CUDA decode timing with events and CUDA graphs.</summary>
+/// <summary>
+/// <c>flashmla bench</c>: CUDA decode timing. <c>graph_us</c> follows the method of the FlashMLA
+/// figures (<see cref="BenchMethod"/>); <c>ms</c> is the per-call event timing.
+/// </summary>
 internal static class BenchCommand
 {
     public static Command Create(CliContext context)
     {
         var shape = new ShapeOptions(new DecodeCaseSpec { Batch = 128, SeqLenK = 4096, HeadsQ = 128, SeqQ = 1 });
-        var suite = new Option<string>("--suite")
+        var suite = new Option<string[]>("--suite")
         {
-            Description = "single: one case from the shape options; throughput: b 128, s_q {1,2}, h_q {16,32,64,128}, " +
-                "s_k {4096,8192,16384}, fixed and varlen; latency: b {1,4,16,32}, s_q 1, h_q {16,128}, s_k {1024,4096,32768}",
-            DefaultValueFactory = _ => "single",
+            Description = "Built-in cases, one or more suites: single: one case from the shape options; throughput: b 128, s_q {1,2}, " +
+                "h_q {16,32,64,128}, s_k {4096,8192,16384}, fixed and varlen; latency: b {1,4,16,32}, s_q 1, h_q {16,128}, " +
+                "s_k {1024,4096,32768}, and the MTP case b 64, s_q 4, h_q 128, s_k 4096, causal",
+            DefaultValueFactory = _ => ["single"],
             HelpName = string.Join('|', BenchSuites.Names),
+            AllowMultipleArgumentsPerToken = true,
         };
         suite.AcceptOnlyFromAmong(BenchSuites.Names);
-        var iters = CliOptions.Int("--iters", "Timed iterations per case (the median is reported)", 100, 1);
-        var warmup = CliOptions.Int("--warmup", "Warm-up iterations per case", 10, 0);
-        var noGraph = new Option<bool>("--no-graph") { Description = "Skip the CUDA-graph replay timing" };
-        var output = new Option<FileInfo?>("--output", "-o") { Description = "Also write the JSON records to this file" };
+        var cases = new Option<FileInfo[]>("--cases")
+        {
+            Description = "Cases files in the shared format (a JSON list of {name, b, s_q, h_q, h_kv, s_k, varlen, causal, " +
+                "page_block_size, dtype, seqlens}); the cases run in order, with the files' lengths. Not with --suite",
+            HelpName = "FILE",
+            AllowMultipleArgumentsPerToken = true,
+        };
+        var iters = CliOptions.Int("--iters", "Timed iterations per case of the per-call time (ms) and the plan (the median is reported)", 100, 1);
+        var warmup = CliOptions.Int("--warmup", "Warm-up iterations per case of the per-call time and the plan", 10, 0);
+        var noGraph = new Option<bool>("--no-graph") { Description = "Skip graph_us (the CUDA-graph figure of the shared method)" };
+        var output = new Option<FileInfo?>("--output", "-o") { Description = "Also write the JSON records to this file (rewritten after every case)" };
         var format = CliOptions.Format();
-        var command = new Command("bench", "Time CUDA decode (split kernel + combine) with CUDA events and graph replay; report ms, TFLOPS, GB/s");
+        var command = new Command("bench",
+            "Time CUDA decode (split kernel + combine): graph_us by the method of the FlashMLA figures (one CUDA graph of K calls " +
+            "over R rotations of the KV cache, median of 15 replays / K), and ms per call with events; TFLOPS, GB/s, a 1 GiB copy baseline");
         shape.AddTo(command);
         command.Options.Add(suite);
+        command.Options.Add(cases);
         command.Options.Add(iters);
         command.Options.Add(warmup);
         command.Options.Add(noGraph);
         command.Options.Add(output);
         command.Options.Add(format);
-        command.SetAction(parseResult => CliApp.Guard(context, () => Run(
-            context,
-            shape.Read(parseResult),
-            parseResult.GetValue(suite) ?? "single",
-            new BenchSettings(parseResult.GetValue(iters), parseResult.GetValue(warmup), !parseResult.GetValue(noGraph)),
-            parseResult.GetValue(output),
-            CliOptions.GetFormat(parseResult, format))));
+        command.Validators.Add(result =>
+        {
+            if (result.GetResult(cases) is { Tokens.Count: > 0 } && result.GetResult(suite) is { Implicit: false })
+            {
+                result.AddError("--cases and --suite cannot be combined: give the cases files, or the built-in suites");
+            }
+        });
+        command.SetAction(parseResult => CliApp.Guard(context, () =>
+        {
+            var template = shape.Read(parseResult);
+            var files = parseResult.GetValue(cases) ?? [];
+            var benchCases = files.Length > 0
+                ? LoadCases(files, template.Seed)
+                : LoadSuites(parseResult.GetValue(suite) ?? ["single"], template);
+            return Run(
+                context,
+                benchCases,
+                new BenchSettings(parseResult.GetValue(iters), parseResult.GetValue(warmup), !parseResult.GetValue(noGraph)),
+                parseResult.GetValue(output),
+                CliOptions.GetFormat(parseResult, format));
+        }));
         return command;
     }
 
-    private static int Run(CliContext context, DecodeCaseSpec template, string suite, BenchSettings settings, FileInfo? output, OutputFormat format)
+    /// <summary>The cases of all files, in order; a name may appear once in the whole run.</summary>
+    internal static IReadOnlyList<BenchCase> LoadCases(IReadOnlyList<FileInfo> files, int seed)
+    {
+        var all = new List<BenchCase>();
+        var seen = new Dictionary<string, string>(StringComparer.Ordinal);
+        foreach (var file in files)
+        {
+            foreach (var c in BenchCasesFile.Load(file.FullName, seed))
+            {
+                if (!seen.TryAdd(c.Name, file.Name))
+                {
+                    throw new CliUsageException($"--cases: the case name \"{c.Name}\" is in both {seen[c.Name]} and {file.Name}; results are matched by name");
+                }
+                all.Add(c);
+            }
+        }
+        return all;
+    }
+
+    internal static IReadOnlyList<BenchCase> LoadSuites(IReadOnlyList<string> suites, DecodeCaseSpec template)
+    {
+        var duplicate = suites.GroupBy(s => s, StringComparer.Ordinal).FirstOrDefault(g => g.Count() > 1);
+        if (duplicate is not null)
+        {
+            throw new CliUsageException($"--suite {duplicate.Key} is given twice");
+        }
+        return [.. suites.SelectMany(s => BenchSuites.Cases(s, template))];
+    }
+
+    private static int Run(CliContext context, IReadOnlyList<BenchCase> cases, BenchSettings settings, FileInfo? output, OutputFormat format)
     {
         if (settings.Iterations < 50)
         {
-            context.Diag($"warning: --iters {settings.Iterations} is below 50; the medians will be noisy");
+            context.Diag($"warning: --iters {settings.Iterations} is below 50; the medians of ms and plan_ms will be noisy");
         }
         if (output?.Directory is { Exists: false } directory)
         {
             throw new CliUsageException($"--output: the directory {directory.FullName} does not exist");
         }
-        var cases = BenchSuites.Cases(suite, template);
         if (!CudaBenchRunner.TryCreate(out var runner, out var reason))
         {
             throw new CliFailureException($"bench runs on CUDA only, and the CUDA backend is not available here: {reason}");
@@ -62,80 +120,152 @@ internal static class BenchCommand
         using (runner)
         {
             var commit = CommitInfo.Get();
-            context.Diag($"bench: {cases.Count} case(s) on {runner.GpuName}, kernel path {runner.KernelPath}, commit {commit}");
-            context.Diag("measuring device-to-device copy bandwidth (1 GiB)...");
-            var copyGbps = runner.MeasureCopyGBps();
-            context.Diag($"copy: {TableOut.F(copyGbps, 1)} GB/s (bytes read + written)");
-
-            var records = new List<BenchRecord>();
-            var failures = 0;
-            for (var i = 0; i < cases.Count; i++)
+            var device = runner.Device;
+            NvmlDevice? nvml = null;
+            string? clockNote = null;
+            if (NvmlDevice.TryOpen(device.PciLocation, device.Ordinal, out var opened, out var nvmlReason))
             {
-                var spec = cases[i];
-                context.Diag($"[{i + 1}/{cases.Count}] {spec.Describe()}");
-                try
+                nvml = opened;
+                clockNote = nvmlReason.Length > 0 ? nvmlReason : null;
+                if (clockNote is not null)
                 {
-                    var record = runner.Run(spec, settings, copyGbps, commit, context.Diag);
-                    records.Add(record);
-                    if (output is not null)
-                    {
-                        // Rewritten after every case, so that an interrupted run keeps what it measured.
-                        File.WriteAllText(output.FullName, RenderRecords(records));
-                    }
-
-                    context.Diag(
-                        $"    {TableOut.F(record.Ms, 4)} ms (graph {(record.GraphMs is { } g ? TableOut.F(g, 4) : "-")} ms), " +
-                        $"{TableOut.F(record.Tflops, 1)} TFLOPS, {TableOut.F(record.GBps, 0)} GB/s ({TableOut.F(record.CopyPercent, 1)}% of copy)");
+                    context.Diag($"warning: NVML: {clockNote}");
                 }
-                catch (Exception e) when (e is not OutOfMemoryException and not CliUsageException)
-                {
-                    failures++;
-                    context.Diag($"    error: {e.GetType().Name}: {e.Message}");
-                }
-            }
-
-            var json = RenderRecords(records);
-            if (output is not null)
-            {
-                File.WriteAllText(output.FullName, json);
-                context.Diag($"wrote {records.Count} record(s) to {output.FullName}");
-            }
-
-            if (format == OutputFormat.Json)
-            {
-                context.Out.Write(json);
             }
             else
             {
-                context.Out.WriteLine($"GPU: {runner.GpuName}; kernel path: {runner.KernelPath}; D2D copy: {TableOut.F(copyGbps, 1)} GB/s; commit {commit}");
-                var table = TableOut.Create("b", "s_q", "h_q", "h_kv", "s_k", "varlen", "causal", "page", "dtype",
-                    "ms", "graph ms", "plan ms", "TFLOPS", "GB/s", "% copy");
-                foreach (var r in records)
-                {
-                    table.Row(
-                        Str(r.Spec.Batch), Str(r.Spec.SeqQ), Str(r.Spec.HeadsQ), Str(r.Spec.HeadsKv), Str(r.Spec.SeqLenK),
-                        r.Spec.Varlen ? "yes" : "no", r.Spec.Causal ? "yes" : "no", Str(r.Spec.PageSize), r.Spec.Dtype.ToName(),
-                        TableOut.F(r.Ms, 4),
-                        r.GraphMs is { } g ? TableOut.F(g, 4) : "-",
-                        r.PlanMs is { } p ? TableOut.F(p, 4) : "-",
-                        TableOut.F(r.Tflops, 1), TableOut.F(r.GBps, 0), TableOut.F(r.CopyPercent, 1));
-                }
-                context.OutConsole.Write(table);
+                clockNote = $"NVML unavailable: {nvmlReason}";
+                context.Diag($"warning: the SM clock and the driver version are not recorded (null in the JSON): {clockNote}");
             }
-            return failures == 0 ? ExitCodes.Success : ExitCodes.Failure;
+
+            using (nvml)
+            {
+                int? ReadSmClock()
+                {
+                    if (nvml is null)
+                    {
+                        return null;
+                    }
+                    var mhz = nvml.SmClockMhz();
+                    if (mhz is null && nvml.LastError is { } error)
+                    {
+                        context.Diag($"warning: SM clock not read: {error}");
+                    }
+                    return mhz;
+                }
+
+                var run = new BenchRunInfo
+                {
+                    Gpu = runner.GpuName,
+                    PciBusId = device.PciLocation,
+                    ComputeCapability = device.ComputeCapability.ToString(),
+                    Multiprocessors = device.MultiprocessorCount,
+                    L2Bytes = device.L2CacheSizeBytes,
+                    CudaDriverVersion = device.Driver.VersionString,
+                    Commit = commit,
+                    StartedUtc = DateTimeOffset.UtcNow,
+                    DriverVersion = nvml?.DriverVersion,
+                    SmClockMhzStart = ReadSmClock(),
+                    SmClockMaxMhz = nvml?.MaxSmClockMhz(),
+                    MemClockMhz = nvml?.MemoryClockMhz(),
+                    ClockNote = clockNote,
+                    Cases = cases.Count,
+                };
+                context.Diag($"bench: {cases.Count} case(s) on {runner.GpuName} (driver {run.DriverVersion ?? "?"}, CUDA {run.CudaDriverVersion}, " +
+                             $"SM clock {Mhz(run.SmClockMhzStart)} of max {Mhz(run.SmClockMaxMhz)}), kernel path {runner.KernelPath}, commit {commit}");
+                context.Diag("measuring device-to-device copy bandwidth (1 GiB)...");
+                run.CopyGBps = runner.MeasureCopyGBps();
+                context.Diag($"copy: {TableOut.F(run.CopyGBps, 1)} GB/s (bytes read + written)");
+
+                var records = new List<BenchRecord>();
+                var failures = 0;
+                for (var i = 0; i < cases.Count; i++)
+                {
+                    var benchCase = cases[i];
+                    context.Diag($"[{i + 1}/{cases.Count}] {benchCase.Name} ({benchCase.Suite}: {benchCase.Spec.Describe()})");
+                    try
+                    {
+                        var record = runner.Run(benchCase, settings, run.CopyGBps, commit, ReadSmClock, context.Diag);
+                        records.Add(record);
+                        context.Diag(
+                            $"    graph {(record.GraphUs is { } g ? TableOut.F(g, 2) : "-")} us/call (R {record.Rotations}, K {record.CallsPerGraph}), " +
+                            $"{TableOut.F(record.Ms, 4)} ms per call, {(record.Tflops is { } t ? TableOut.F(t, 1) : "-")} TFLOPS, " +
+                            $"{(record.GBps is { } b ? TableOut.F(b, 0) : "-")} GB/s ({(record.CopyPercent is { } p ? TableOut.F(p, 1) : "-")}% of copy), " +
+                            $"SM {Mhz(record.SmClockMhz)}");
+                    }
+                    catch (Exception e) when (e is not OutOfMemoryException and not CliUsageException)
+                    {
+                        failures++;
+                        context.Diag($"    error: {e.GetType().Name}: {e.Message}");
+                    }
+                    run.SmClockMhzEnd = ReadSmClock();
+                    if (output is not null)
+                    {
+                        // Rewritten after every case, so that an interrupted run keeps what it measured.
+                        File.WriteAllText(output.FullName, RenderRecords(run, records));
+                    }
+                }
+
+                var json = RenderRecords(run, records);
+                if (output is not null)
+                {
+                    File.WriteAllText(output.FullName, json);
+                    context.Diag($"wrote the run record and {records.Count} case record(s) to {output.FullName}");
+                }
+                if (failures > 0)
+                {
+                    context.Diag($"error: {failures} of {cases.Count} case(s) failed");
+                }
+
+                if (format == OutputFormat.Json)
+                {
+                    context.Out.Write(json);
+                }
+                else
+                {
+                    WriteTable(context, runner, run, records);
+                }
+                return failures == 0 ? ExitCodes.Success : ExitCodes.Failure;
+            }
         }
     }
 
+    private static void WriteTable(CliContext context, CudaBenchRunner runner, BenchRunInfo run, List<BenchRecord> records)
+    {
+        context.Out.WriteLine(
+            $"GPU: {run.Gpu}; driver {run.DriverVersion ?? "?"} (CUDA {run.CudaDriverVersion}); SM clock {Mhz(run.SmClockMhzStart)} -> {Mhz(run.SmClockMhzEnd)}; " +
+            $"kernel path: {runner.KernelPath}; D2D copy: {TableOut.F(run.CopyGBps, 1)} GB/s; commit {run.Commit}");
+        var table = TableOut.Create("case", "graph us", "ms", "plan ms", "TFLOPS", "GB/s", "% copy", "R", "K", "SM clock");
+        foreach (var r in records)
+        {
+            table.Row(
+                r.Case.Name,
+                r.GraphUs is { } g ? TableOut.F(g, 2) : "-",
+                TableOut.F(r.Ms, 4),
+                r.PlanMs is { } p ? TableOut.F(p, 4) : "-",
+                r.Tflops is { } t ? TableOut.F(t, 1) : "-",
+                r.GBps is { } b ? TableOut.F(b, 0) : "-",
+                r.CopyPercent is { } c ? TableOut.F(c, 1) : "-",
+                Str(r.Rotations),
+                Str(r.CallsPerGraph),
+                Mhz(r.SmClockMhz));
+        }
+        context.OutConsole.Write(table);
+    }
+
+    private static string Mhz(int? mhz) => mhz is { } m ? Str(m) + " MHz" : "?";
+
     private static string Str(int value) => value.ToString(CultureInfo.InvariantCulture);
 
-    private static string RenderRecords(List<BenchRecord> records) => JsonOut.Render(w =>
+    /// <summary>The JSON list: the run record first, then one record per case.</summary>
+    internal static string RenderRecords(BenchRunInfo run, IReadOnlyList<BenchRecord> records) => JsonOut.Render(w =>
     {
         w.WriteStartArray();
+        run.Write(w);
         foreach (var r in records)
         {
             r.Write(w);
         }
-
         w.WriteEndArray();
     });
 }
