@@ -11,9 +11,19 @@
 #   tests     the whole test suite (GPU tests run for real)
 #   sanitize  compute-sanitizer memcheck, racecheck and synccheck over the quick GPU tests
 #   verify    `flashmla verify --backend cuda`
-#   bench     `flashmla bench` throughput and latency suites, JSON into the log folder
+#   anchor    side by side with DeepSeek FlashMLA, by the same timing method, on the shared cases
+#             files: the FlashMLA anchor (.anchor/anchor/run.sh, needs python3 with PyTorch) and then
+#             `flashmla bench --cases` on .anchor/cases/{throughput,latency}.json, back to back;
+#             writes h200-flashmla.json (the anchor's JSON lines) and h200.json (ours, both suites in
+#             one list), and compare.py's table with the geomean speed-up per suite and over both.
+#             .anchor/ is made on the developer machine by scripts/prepare-anchor.sh and carried
+#             along; without it only our bench runs, on the built-in suites.
+#   bench     (not in the default list) `flashmla bench` on the built-in throughput and latency
+#             suites, into suites.json
 #
-# Logs and results go to ${OUT:-gpu-logs}/; a summary table is printed last.
+# Logs and results go to ${OUT:-gpu-logs}/; a summary is printed last. A device call brings back
+# at most 8 files from $OUT, so run the anchor step in a call of its own:
+#   scripts/gpu-validate.sh anchor
 set -uo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -27,9 +37,11 @@ if [ ! -x "$run" ]; then
 fi
 
 steps=("$@")
-[ ${#steps[@]} -eq 0 ] && steps=(info sass tests sanitize verify bench)
+[ ${#steps[@]} -eq 0 ] && steps=(info sass tests sanitize verify anchor)
 summary=()
 note() { summary+=("$(printf '%-10s %s' "$1" "$2")"); }
+# Printed after the summary when a step sets it (the anchor step's comparison table).
+after_summary=
 
 # The quick GPU test subset used under the sanitizers.
 gpu_filter=(--filter-class 'FlashMla.Tests.Cuda*' --filter-class 'FlashMla.Tests.Gpu*')
@@ -92,15 +104,79 @@ step_verify() {
 }
 
 step_bench() {
-  "$run" flashmla bench --suite throughput --format json --output "$out/throughput.json" >"$out/bench-throughput.log" 2>&1
-  note bench "throughput rc=$?"
-  "$run" flashmla bench --suite latency --format json --output "$out/latency.json" >"$out/bench-latency.log" 2>&1
-  note bench "latency rc=$?"
+  "$run" flashmla bench --suite throughput latency --output "$out/suites.json" >"$out/bench-suites.log" 2>&1
+  note bench "throughput + latency rc=$? $(report "$out/suites.json")"
+}
+
+# One line about a result file (cases timed, SM clock, copy GB/s), through scripts/bench-report.py.
+report() {
+  if command -v python3 >/dev/null 2>&1; then
+    python3 "$root/scripts/bench-report.py" run "$1" 2>&1 | tail -1
+  else
+    echo "(no python3 to read $(basename "$1"))"
+  fi
+}
+
+step_anchor() {
+  local anchor=$root/.anchor
+  local ours=$out/h200.json theirs=$out/h200-flashmla.json
+  local cases=("$anchor/cases/throughput.json" "$anchor/cases/latency.json")
+  local f missing=()
+  for f in "$anchor/anchor/run.sh" "${cases[@]}" "$anchor/compare.py"; do
+    [ -f "$f" ] || missing+=("${f#"$root"/}")
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    note anchor "FAILED: not here: ${missing[*]}; run scripts/prepare-anchor.sh before the device call and carry .anchor"
+    "$run" flashmla bench --suite throughput latency --output "$ours" >"$out/bench.log" 2>&1
+    note ours "rc=$? built-in suites, not the cases files: $(report "$ours")"
+    return
+  fi
+
+  # Back to back on the same GPU: FlashMLA first, then ours; ours runs whatever the anchor did.
+  local anchor_rc ours_rc
+  echo "   FlashMLA anchor on the cases files" >&2
+  bash "$anchor/anchor/run.sh" "${cases[@]}" >"$theirs" 2>"$out/flashmla-anchor.log"
+  anchor_rc=$?
+  echo "   flashmla bench on the cases files" >&2
+  "$run" flashmla bench --cases "${cases[@]}" --output "$ours" >"$out/bench.log" 2>&1
+  ours_rc=$?
+  if [ $anchor_rc -eq 0 ]; then
+    note anchor "rc=0 $(report "$theirs")"
+  else
+    note anchor "FAILED rc=$anchor_rc: $(grep -v '^[[:space:]]*$' "$out/flashmla-anchor.log" | tail -1) (partial: $(report "$theirs"); see flashmla-anchor.log)"
+  fi
+  if [ $ours_rc -eq 0 ]; then
+    note ours "rc=0 $(report "$ours")"
+  else
+    note ours "FAILED rc=$ours_rc: $(grep -m1 -E '^ *error:' "$out/bench.log") ($(report "$ours"); see bench.log)"
+  fi
+
+  if ! command -v python3 >/dev/null 2>&1; then
+    note compare "skipped: no python3"
+    return
+  fi
+  local table=$out/compare.txt tmp suite line
+  if ! python3 "$anchor/compare.py" "$ours" "$theirs" >"$table" 2>&1; then
+    note compare "FAILED: $(tail -1 "$table")"
+    return
+  fi
+  tmp=$(mktemp -d)
+  for suite in throughput latency; do
+    line=
+    python3 "$root/scripts/bench-report.py" filter "$anchor/cases/$suite.json" "$ours" "$tmp/ours-$suite.jsonl" &&
+      python3 "$root/scripts/bench-report.py" filter "$anchor/cases/$suite.json" "$theirs" "$tmp/flashmla-$suite.jsonl" &&
+      line=$(python3 "$anchor/compare.py" "$tmp/ours-$suite.jsonl" "$tmp/flashmla-$suite.jsonl" 2>&1 | grep -E 'geomean|no case|no match' | tr '\n' ' ')
+    note compare "$suite: ${line:-no result}"
+    echo "$suite: ${line:-no result}" >>"$table"
+  done
+  rm -rf "$tmp"
+  note compare "both: $(grep -m1 'geomean' "$table")"
+  after_summary=$table
 }
 
 for s in "${steps[@]}"; do
   case "$s" in
-    info|sass|tests|sanitize|verify|bench) echo "== $s" >&2; "step_$s" ;;
+    info|sass|tests|sanitize|verify|anchor|bench) echo "== $s" >&2; "step_$s" ;;
     *) echo "error: unknown step '$s'" >&2; exit 2 ;;
   esac
 done
@@ -108,3 +184,8 @@ done
 echo
 echo "== summary (logs in $out)"
 printf '%s\n' "${summary[@]}"
+if [ -n "$after_summary" ] && [ -f "$after_summary" ]; then
+  echo
+  echo "== FlashMLA (anchor) against ours, graph_us per decode call; speed-up = anchor / ours ($(basename "$after_summary"))"
+  cat "$after_summary"
+fi
