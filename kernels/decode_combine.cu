@@ -1,7 +1,8 @@
+// targets: sm_80 sm_90a
 // decode_combine.cu: merges the fp32 partial results of split requests by their LSE.
 //
 // Work: CTA (x, y, z) handles query rows [8x, 8x+8) of KV head y of request z; warp w takes row
-// 8x + w. A request with one split returns at once (decode_splitkv.cu wrote it directly).
+// 8x + w. A request with one split returns at once (the decode kernel wrote it directly).
 // Otherwise the warp reads the split LSEs (log2 domain) of slots num_splits[z] … num_splits[z+1]−1,
 // reduces their max and Σ 2^(lse_i − max) across lanes, and accumulates
 // out = Σ_i 2^(lse_i − lse) · o_i with each lane owning 16 of the 512 columns (four float4 at
@@ -12,18 +13,10 @@
 
 namespace fmla {
 
-struct CombineParams {
-    u64 o_accum, lse_accum, num_splits, output, lse;
-    i64 o_batch_stride, o_seq_stride, o_head_stride;
-    i64 lse_batch_stride, lse_head_stride;
-    int batch, s_q, h_q, h_kv, group, rows;
-    int num_parts;
-    int pad;
-};
-
 constexpr int kCombineWarps = 8;
-constexpr int kCombineHeadDimV = 512;
-constexpr float kCombineLn2 = 0.693147180559945309f;
+constexpr int kCombineThreads = kCombineWarps * kWarpSize;
+// Each lane owns four float4 of a row: 16 of the kHeadDimV columns.
+static_assert(kHeadDimV == 4 * 4 * kWarpSize, "combine_row covers a row with 4 float4 per lane");
 
 struct __attribute__((aligned(16))) float4v {
     float x, y, z, w;
@@ -48,7 +41,7 @@ FMLA_DEVICE void combine_row(const CombineParams& p) {
     if (first < 0 || first + count > slots) return;  // a plan that does not belong to this batch
 
     const float* lse_accum = reinterpret_cast<const float*>(p.lse_accum);
-    auto lse_of = [&](int i) { return lse_accum[(static_cast<i64>(first + i) * p.h_kv + kv_head) * p.rows + r]; };
+    auto lse_of = [&](int i) { return lse_accum[split_row(first + i, kv_head, p.h_kv, p.rows, r)]; };
 
     float mx = -inf_f();
     for (int i = lane; i < count; i += kWarpSize) mx = fmax_(mx, lse_of(i));
@@ -70,8 +63,8 @@ FMLA_DEVICE void combine_row(const CombineParams& p) {
         const float* o_accum = reinterpret_cast<const float*>(p.o_accum);
         for (int i = 0; i < count; ++i) {
             const float w = exp2_approx(lse_of(i) - lse2);
-            const float4v* row = reinterpret_cast<const float4v*>(
-                o_accum + ((static_cast<i64>(first + i) * p.h_kv + kv_head) * p.rows + r) * kCombineHeadDimV);
+            const float4v* row =
+                reinterpret_cast<const float4v*>(o_accum + split_row(first + i, kv_head, p.h_kv, p.rows, r) * kHeadDimV);
 #pragma unroll
             for (int k = 0; k < 4; ++k) {
                 float4v v = row[lane + 32 * k];
@@ -83,31 +76,34 @@ FMLA_DEVICE void combine_row(const CombineParams& p) {
         }
     }
 
-    const int token = r / p.group;
-    const int head = kv_head * p.group + (r - token * p.group);
-    u8* out_row = reinterpret_cast<u8*>(p.output) +
-                  2 * (static_cast<i64>(request) * p.o_batch_stride + static_cast<i64>(token) * p.o_seq_stride +
-                       static_cast<i64>(head) * p.o_head_stride);
+    const QueryRow row = query_row(r, kv_head, p.group);
+    T* out_row = reinterpret_cast<T*>(p.output) + output_offset(p, request, row);
 #pragma unroll
     for (int k = 0; k < 4; ++k) {
         u32x2 packed = {ElemOps<T>::pack2(acc[k].x, acc[k].y), ElemOps<T>::pack2(acc[k].z, acc[k].w)};
-        *reinterpret_cast<u32x2*>(out_row + 2 * (4 * (lane + 32 * k))) = packed;
+        *reinterpret_cast<u32x2*>(out_row + 4 * (lane + 32 * k)) = packed;
     }
     if (lane == 0) {
         float* lse = reinterpret_cast<float*>(p.lse);
-        lse[static_cast<i64>(request) * p.lse_batch_stride + static_cast<i64>(head) * p.lse_head_stride + token] =
-            empty ? inf_f() : lse2 * kCombineLn2;
+        lse[lse_offset(p, request, row)] = empty ? inf_f() : lse2 * kLn2;
     }
 }
 
 }  // namespace fmla
 
-extern "C" FMLA_GLOBAL FMLA_LAUNCH_BOUNDS(256, 1) void mla_decode_combine_bf16(
-    const FMLA_GRID_CONSTANT fmla::CombineParams p) {
-    fmla::combine_row<fmla::bf16>(p);
-}
+FMLA_EXPORT_ABI(CombineParams);
 
-extern "C" FMLA_GLOBAL FMLA_LAUNCH_BOUNDS(256, 1) void mla_decode_combine_fp16(
-    const FMLA_GRID_CONSTANT fmla::CombineParams p) {
-    fmla::combine_row<fmla::fp16>(p);
+namespace fmla {
+// One warp per query row, kCombineWarps rows per CTA; no shared memory.
+template <typename T>
+constexpr KernelDesc combine_desc() {
+    constexpr int code = ElemOps<T>::kCode;
+    return kernel_desc(kCombineThreads).rows(kCombineWarps).types(code, code, code);
 }
+}  // namespace fmla
+
+#define FMLA_COMBINE_KERNEL(name, T) \
+    FMLA_KERNEL(name, CombineParams, fmla::combine_desc<T>()) { fmla::combine_row<T>(p); }
+
+FMLA_COMBINE_KERNEL(mla_decode_combine_bf16, fmla::bf16)
+FMLA_COMBINE_KERNEL(mla_decode_combine_fp16, fmla::fp16)

@@ -1,3 +1,4 @@
+// targets: sm_80 sm_90a
 // decode_schedule.cu: mla_decode_schedule splits a batch's decode work over `num_parts` CTAs.
 //
 // Runs on the device so that a decode step needs no host round-trip and can be captured in a
@@ -15,28 +16,27 @@
 #include "decode_common.cuh"
 
 namespace fmla {
-struct ScheduleParams {
-    u64 cache_seqlens;  // const int* [batch]
-    u64 parts;          // DecodePart* [num_parts]
-    u64 num_splits;     // int* [batch + 1]
-    u64 error;          // int* [4]
-    int batch;
-    int num_parts;
-    int capacity;  // max_blocks_per_seq · page_block_size, in tokens
-    int pad;
-};
-
+constexpr int kScheduleThreads = kWarpSize;
+// Dynamic shared memory: the block count of every request.
+constexpr int kScheduleSmemPerRequest = static_cast<int>(sizeof(int));
 extern FMLA_SHARED int schedule_blocks[];  // [batch]
 }  // namespace fmla
 
-extern "C" FMLA_GLOBAL FMLA_LAUNCH_BOUNDS(32, 1) void mla_decode_schedule(
-    const FMLA_GRID_CONSTANT fmla::ScheduleParams p) {
+FMLA_EXPORT_ABI(ScheduleParams);
+FMLA_EXPORT_ABI(DecodePart);
+FMLA_EXPORT_ABI(ErrorRecord);
+FMLA_EXPORT_ABI(DecodeConstants);
+FMLA_EXPORT_DECODE_CONSTANTS();
+
+FMLA_KERNEL(mla_decode_schedule, ScheduleParams,
+            fmla::kernel_desc(fmla::kScheduleThreads).smem(0, fmla::kScheduleSmemPerRequest)) {
     using namespace fmla;
     const int* seqlens = reinterpret_cast<const int*>(p.cache_seqlens);
     DecodePart* parts = reinterpret_cast<DecodePart*>(p.parts);
     int* num_splits = reinterpret_cast<int*>(p.num_splits);
-    int* error = reinterpret_cast<int*>(p.error);
+    ErrorRecord* error = reinterpret_cast<ErrorRecord*>(p.error);
     const int lane = lane_idx();
+    if (!has_shared_memory(error, p.batch * kScheduleSmemPerRequest)) return;
 
     int total = 0;
     for (int i = lane; i < p.batch; i += kWarpSize) {
@@ -59,8 +59,8 @@ extern "C" FMLA_GLOBAL FMLA_LAUNCH_BOUNDS(32, 1) void mla_decode_schedule(
         rec.begin_request = req;
         rec.begin_block = block;
         rec.begin_split = split;
-        rec.first_is_split = block > 0 ? 1 : 0;
-        rec.pad = 0;
+        rec.first_request_is_split = block > 0 ? 1 : 0;
+        rec.padding = 0;
         int remain = payload;
         while (req < p.batch) {
             int blocks = schedule_blocks[req];
@@ -83,16 +83,16 @@ extern "C" FMLA_GLOBAL FMLA_LAUNCH_BOUNDS(32, 1) void mla_decode_schedule(
         if (block > 0) {
             rec.end_request = req;
             rec.end_block = block;
-            rec.last_is_split = 1;
+            rec.last_request_is_split = 1;
         } else {
             rec.end_request = req - 1;
             rec.end_block = req > 0 ? schedule_blocks[req - 1] : 0;
-            rec.last_is_split = 0;
+            rec.last_request_is_split = 0;
         }
         if (rec.begin_request == rec.end_request) {
-            int s = rec.first_is_split | rec.last_is_split;
-            rec.first_is_split = s;
-            rec.last_is_split = s;
+            int s = rec.first_request_is_split | rec.last_request_is_split;
+            rec.first_request_is_split = s;
+            rec.last_request_is_split = s;
         }
         parts[part] = rec;
     }

@@ -1,3 +1,4 @@
+// targets: sm_80 sm_90a
 // decode_splitkv.cu: split-KV MLA decode on tensor cores through mma.sync (sm_80 and newer).
 //
 // Work: CTA (x, y, z) takes query rows [M·x, M·x + M) of KV head y (row r = query token r/group,
@@ -37,42 +38,25 @@
 
 namespace fmla {
 
-struct DecodeParams {
-    u64 q, k_cache, block_table, cache_seqlens, output, lse;
-    u64 o_accum;    // float [slots, h_kv, rows, 512]
-    u64 lse_accum;  // float [slots, h_kv, rows], log2 domain
-    u64 parts, num_splits, error;
-    i64 q_batch_stride, q_seq_stride, q_head_stride;
-    i64 k_block_stride, k_row_stride, k_head_stride;
-    i64 bt_batch_stride;
-    i64 o_batch_stride, o_seq_stride, o_head_stride;
-    i64 lse_batch_stride, lse_head_stride;
-    int batch, s_q, h_q, h_kv, group, rows;
-    int head_dim;
-    int page_block_size, num_blocks, max_blocks_per_seq;
-    int causal, num_parts;
-    float scale_log2;
-    int pad;
-};
-
 constexpr int kThreads = 256;
 constexpr int kWarps = kThreads / kWarpSize;
-constexpr int kMaxHeadDim = 576;
-constexpr int kHeadDimV = 512;
-constexpr float kLn2 = 0.693147180559945309f;
 
-using QKTile = SwizzledTile<kMaxHeadDim * 2>;  // 1152-byte rows: Q and K tiles
-using PTile = SwizzledTile<kBlockN * 2>;       // 128-byte rows: P tile
+// q, the KV cache, P and the output are 16-bit (bf16 or fp16) in this path.
+constexpr int kElemBytes = static_cast<int>(sizeof(bf16));
+static_assert(sizeof(fp16) == sizeof(bf16), "the path's element types have one size");
 
-constexpr int kKTileBytes = kBlockN * kMaxHeadDim * 2;
+using QKTile = SwizzledTile<kMaxHeadDim * kElemBytes>;  // 1152-byte rows: Q and K tiles
+using PTile = SwizzledTile<kBlockN * kElemBytes>;       // 128-byte rows: P tile
+
+constexpr int kKTileBytes = kBlockN * kMaxHeadDim * kElemBytes;
 
 template <int STAGES, int RG>
 struct DecodeSmem {
     static constexpr int kRows = 16 * RG;
     static constexpr int q = 0;
-    static constexpr int k = q + kRows * kMaxHeadDim * 2;
+    static constexpr int k = q + kRows * kMaxHeadDim * kElemBytes;
     static constexpr int p = k + STAGES * kKTileBytes;
-    static constexpr int row_max = p + kRows * kBlockN * 2;
+    static constexpr int row_max = p + kRows * kBlockN * kElemBytes;
     static constexpr int row_sum = row_max + kWarps * 16 * 4;
     static constexpr int alpha = row_sum + kWarps * 16 * 4;
     static constexpr int row_l = alpha + kRows * 4;
@@ -82,7 +66,8 @@ struct DecodeSmem {
 extern FMLA_SHARED __attribute__((aligned(128))) u8 decode_smem[];
 
 // One thread's share of a 64-row tile load: row tid/4, chunks tid%4 + 4i.
-FMLA_DEVICE void load_rows(u32 s_tile, const u8* row_src, bool valid, int chunks, const void* fallback) {
+FMLA_DEVICE void load_rows(u32 s_tile, const void* src, bool valid, int chunks, const void* fallback) {
+    const u8* row_src = reinterpret_cast<const u8*>(src);
     const int row = thread_idx() >> 2;
     const int sub = thread_idx() & 3;
 #pragma unroll
@@ -95,8 +80,9 @@ FMLA_DEVICE void load_rows(u32 s_tile, const u8* row_src, bool valid, int chunks
 }
 
 // The global address of token `token`'s K row, or null when the row must not be read.
-FMLA_DEVICE const u8* k_row_source(const DecodeParams& p, const int* bt_row, int request, int kv_head,
-                                   int token, int seqlen, int* error) {
+template <typename T>
+FMLA_DEVICE const T* k_row_source(const DecodeParams& p, const int* bt_row, int request, int kv_head, int token,
+                                  int seqlen, ErrorRecord* error) {
     if (token >= seqlen) return nullptr;
     int page = token / p.page_block_size;
     int slot = token - page * p.page_block_size;
@@ -107,7 +93,7 @@ FMLA_DEVICE const u8* k_row_source(const DecodeParams& p, const int* bt_row, int
     }
     i64 offset = static_cast<i64>(block_id) * p.k_block_stride + static_cast<i64>(slot) * p.k_row_stride +
                  static_cast<i64>(kv_head) * p.k_head_stride;
-    return reinterpret_cast<const u8*>(p.k_cache) + offset * 2;
+    return reinterpret_cast<const T*>(p.k_cache) + offset;
 }
 
 struct __attribute__((aligned(8))) float2v {
@@ -162,20 +148,14 @@ struct DecodeCta {
         if (row >= kBlockM) return;
         const int r = m_block * kBlockM + row;
         const bool valid = r < p.rows;
-        const u8* src = nullptr;
-        if (valid) {
-            int token = r / p.group;
-            int head = kv_head * p.group + (r - token * p.group);
-            i64 offset = static_cast<i64>(request) * p.q_batch_stride + static_cast<i64>(token) * p.q_seq_stride +
-                         static_cast<i64>(head) * p.q_head_stride;
-            src = reinterpret_cast<const u8*>(p.q) + offset * 2;
-        }
+        const T* src = nullptr;
+        if (valid) src = reinterpret_cast<const T*>(p.q) + q_offset(p, request, query_row(r, kv_head, p.group));
         load_rows(s_q_tile(), src, valid, p.head_dim / 8, reinterpret_cast<const void*>(p.q));
     }
 
     FMLA_DEVICE void load_k(int stage, int request, const int* bt_row, int tile, int seqlen) {
         const int token = tile * kBlockN + (thread_idx() >> 2);
-        const u8* src = k_row_source(p, bt_row, request, kv_head, token, seqlen, reinterpret_cast<int*>(p.error));
+        const T* src = k_row_source<T>(p, bt_row, request, kv_head, token, seqlen, reinterpret_cast<ErrorRecord*>(p.error));
         load_rows(s_k_tile(stage), src, src != nullptr, p.head_dim / 8, reinterpret_cast<const void*>(p.k_cache));
     }
 
@@ -364,12 +344,9 @@ struct DecodeCta {
                 if (r >= p.rows) continue;
                 const float lse2 = l > 0.0f ? m_run[i] + log2_approx(l) : -inf_f();
                 if (split) {
-                    reinterpret_cast<float*>(p.lse_accum)[(static_cast<i64>(slot) * p.h_kv + kv_head) * p.rows + r] = lse2;
+                    reinterpret_cast<float*>(p.lse_accum)[split_row(slot, kv_head, p.h_kv, p.rows, r)] = lse2;
                 } else {
-                    const int token = r / p.group;
-                    const int head = kv_head * p.group + (r - token * p.group);
-                    reinterpret_cast<float*>(p.lse)[static_cast<i64>(request) * p.lse_batch_stride +
-                                                    static_cast<i64>(head) * p.lse_head_stride + token] =
+                    reinterpret_cast<float*>(p.lse)[lse_offset(p, request, query_row(r, kv_head, p.group))] =
                         l > 0.0f ? lse2 * kLn2 : inf_f();
                 }
             }
@@ -387,23 +364,20 @@ struct DecodeCta {
                 const float l = s_row_l()[row];
                 const float inv = l > 0.0f ? 1.0f / l : 0.0f;
                 if (split) {
-                    const i64 row_index = (static_cast<i64>(slot) * p.h_kv + kv_head) * p.rows + r;
-                    float* acc_row = reinterpret_cast<float*>(p.o_accum) + row_index * kHeadDimV;
+                    float* acc_row =
+                        reinterpret_cast<float*>(p.o_accum) + split_row(slot, kv_head, p.h_kv, p.rows, r) * kHeadDimV;
 #pragma unroll
                     for (int j = 0; j < kOutTiles; ++j) {
                         float2v v = {o[rb][j].r[2 * i] * inv, o[rb][j].r[2 * i + 1] * inv};
                         *reinterpret_cast<float2v*>(acc_row + col_base + 8 * j) = v;
                     }
                 } else {
-                    const int token = r / p.group;
-                    const int head = kv_head * p.group + (r - token * p.group);
-                    u8* out_row = reinterpret_cast<u8*>(p.output) +
-                                  2 * (static_cast<i64>(request) * p.o_batch_stride +
-                                       static_cast<i64>(token) * p.o_seq_stride + static_cast<i64>(head) * p.o_head_stride);
+                    T* out_row =
+                        reinterpret_cast<T*>(p.output) + output_offset(p, request, query_row(r, kv_head, p.group));
 #pragma unroll
                     for (int j = 0; j < kOutTiles; ++j) {
                         u32 packed = ElemOps<T>::pack2(o[rb][j].r[2 * i] * inv, o[rb][j].r[2 * i + 1] * inv);
-                        *reinterpret_cast<u32*>(out_row + 2 * (col_base + 8 * j)) = packed;
+                        *reinterpret_cast<u32*>(out_row + col_base + 8 * j) = packed;
                     }
                 }
             }
@@ -451,40 +425,27 @@ struct DecodeCta {
 
 template <typename T, int STAGES, int RG>
 FMLA_DEVICE void decode_splitkv(const DecodeParams& p) {
-    const DecodePart* parts = reinterpret_cast<const DecodePart*>(p.parts);
-    const DecodePart part = parts[block_idx_z()];
-    if (part.begin_request >= p.batch || part.begin_request < 0) return;
-    const int last = part.end_request < p.batch ? part.end_request : p.batch - 1;
-    const int* seqlens = reinterpret_cast<const int*>(p.cache_seqlens);
-    const int* num_splits = reinterpret_cast<const int*>(p.num_splits);
-    const int capacity = p.max_blocks_per_seq * p.page_block_size;
-    const int slots = p.batch + p.num_parts;
+    using Cta = DecodeCta<T, STAGES, RG>;
+    if (!has_shared_memory(reinterpret_cast<ErrorRecord*>(p.error), Cta::Smem::bytes)) return;
+    Cta cta(p);
+    for_each_piece(p, block_idx_z(), [&](const DecodePiece& piece) FMLA_INLINE_LAMBDA {
+        cta.run_piece(piece.request, piece.tile_begin, piece.tile_end, piece.seqlen, piece.split, piece.slot);
+    });
+}
 
-    DecodeCta<T, STAGES, RG> cta(p);
-    for (int request = part.begin_request; request <= last; ++request) {
-        // The schedule kernel already reported a bad length; here it only has to stay harmless.
-        const int seqlen = guarded_seqlen(seqlens, request, capacity, reinterpret_cast<int*>(p.error), false);
-        const bool first = request == part.begin_request;
-        const bool final_piece = request == part.end_request;
-        int tile_begin = first ? part.begin_block : 0;
-        int tile_end = final_piece ? part.end_block : blocks_of(seqlen);
-        const int available = blocks_of(seqlen);
-        if (tile_end > available) tile_end = available;
-        if (tile_begin > tile_end) tile_begin = tile_end;
-        const bool split = first ? part.first_is_split != 0 : (final_piece ? part.last_is_split != 0 : false);
-        const int slot = num_splits[request] + (first ? part.begin_split : 0);
-        if (split && (slot < 0 || slot >= slots)) continue;
-        cta.run_piece(request, tile_begin, tile_end, seqlen, split, slot);
-    }
+// The descriptor of a variant: 8 warps, 16·RG query rows per CTA, a STAGES-deep K ring.
+template <typename T, int STAGES, int RG>
+constexpr KernelDesc decode_desc() {
+    constexpr int code = ElemOps<T>::kCode;
+    return kernel_desc(kThreads).rows(16 * RG).pipeline(STAGES).smem(DecodeSmem<STAGES, RG>::bytes).types(code, code, code);
 }
 
 }  // namespace fmla
 
-#define FMLA_DECODE_KERNEL(name, T, STAGES, RG)                                                   \
-    extern "C" FMLA_GLOBAL FMLA_LAUNCH_BOUNDS(fmla::kThreads, 1) void name(                       \
-        const FMLA_GRID_CONSTANT fmla::DecodeParams p) {                                            \
-        fmla::decode_splitkv<T, STAGES, RG>(p);                                                     \
-    }
+FMLA_EXPORT_ABI(DecodeParams);
+
+#define FMLA_DECODE_KERNEL(name, T, STAGES, RG) \
+    FMLA_KERNEL(name, DecodeParams, (fmla::decode_desc<T, STAGES, RG>())) { fmla::decode_splitkv<T, STAGES, RG>(p); }
 
 // Names: mla_decode_splitkv_<dtype>_m<rows per CTA>[_1stage]. The two-stage K ring needs
 // 230,912 bytes of shared memory at 64 rows (sm_90 allows 227 KB per block); the one-stage

@@ -1,20 +1,14 @@
+// targets: sm_80 sm_90a
 // fill.cu: flashmla_fill_u32 writes one 32-bit pattern over a buffer.
 //
 // Used to poison outputs before a run (and so to prove the PTX → driver JIT → launch path).
 // Schedule: a grid-stride loop; every thread stores dst[i] for i ≡ global thread id (mod the
 // grid's thread count). No shared memory, no barriers.
-#include "base.cuh"
+#include "decode_abi.cuh"
 
-namespace fmla {
-struct FillParams {
-    u64 dst;    // u32* destination
-    u64 count;  // number of 32-bit words
-    u32 value;  // the pattern
-    u32 pad;
-};
-}  // namespace fmla
+FMLA_EXPORT_ABI(FillParams);
 
-extern "C" FMLA_GLOBAL void flashmla_fill_u32(const FMLA_GRID_CONSTANT fmla::FillParams p) {
+FMLA_KERNEL(flashmla_fill_u32, FillParams, fmla::kernel_desc(256)) {
     using namespace fmla;
     u32* dst = reinterpret_cast<u32*>(p.dst);
     u64 stride = static_cast<u64>(block_dim_x()) * grid_dim_x();

@@ -7,6 +7,9 @@
 
 #define FMLA_GLOBAL __attribute__((global))
 #define FMLA_DEVICE __attribute__((device)) __attribute__((always_inline)) inline
+// After a lambda's parameter list: the lambda is always inlined (device code passes work to
+// helpers such as for_each_piece as lambdas and must not pay for a call).
+#define FMLA_INLINE_LAMBDA __attribute__((always_inline))
 #define FMLA_SHARED __attribute__((shared))
 #define FMLA_LAUNCH_BOUNDS(threads, min_blocks) __attribute__((launch_bounds(threads, min_blocks)))
 // clang-19 has no __grid_constant__; kernels read their by-value parameter struct field by
@@ -59,6 +62,17 @@ FMLA_DEVICE void atomic_or_global(int* p, int v) {
 
 FMLA_DEVICE void atomic_min_global(int* p, int v) {
     asm volatile("red.global.min.s32 [%0], %1;" ::"l"(p), "r"(v) : "memory");
+}
+
+FMLA_DEVICE void atomic_max_global(int* p, int v) {
+    asm volatile("red.global.max.s32 [%0], %1;" ::"l"(p), "r"(v) : "memory");
+}
+
+// The dynamic shared memory this launch gave each CTA, in bytes.
+FMLA_DEVICE u32 dynamic_smem_size() {
+    u32 r;
+    asm("mov.u32 %0, %%dynamic_smem_size;" : "=r"(r));
+    return r;
 }
 
 FMLA_DEVICE float fmax_(float a, float b) { return __builtin_fmaxf(a, b); }

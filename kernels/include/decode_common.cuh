@@ -1,44 +1,27 @@
-// decode_common.cuh: what the three decode kernels agree on: the schedule's part record, the
-// error record of guarded inputs, and the size of a schedule block.
+// decode_common.cuh: device code every decode path shares: guarded inputs and the error record,
+// the walk of a schedule part over its request pieces, and the addressing of query rows, the
+// output, the LSE and the split workspace.
 #pragma once
 #include "base.cuh"
+#include "decode_abi.cuh"
 
 namespace fmla {
 
-// Unit of scheduled work: 64 tokens of one request (one page when the page size is 64).
-constexpr int kBlockN = 64;
-// Cost of a request piece beyond its blocks: Q load, epilogue and combine, in blocks.
-constexpr int kFixedOverheadBlocks = 5;
+// ---- guarded inputs ----------------------------------------------------------------------------
 
-// One part of the schedule (one CTA's share along grid.z), 8 × int32, same layout as
-// FlashMla.Mla.DecodePart.
-struct DecodePart {
-    int begin_request;   // == batch when the part has no work
-    int end_request;     // inclusive
-    int begin_block;     // inclusive, within begin_request
-    int end_block;       // exclusive, within end_request
-    int begin_split;     // split slot of the first piece, within its request
-    int first_is_split;  // the first request's piece is one of several
-    int last_is_split;   // the last request's piece is one of several
-    int pad;
-};
-
-// Error record of guarded inputs: int32[4], initialised by the host to {0, INT_MAX, INT_MAX, 0}.
-enum ErrorFlag : int { kErrorSeqlen = 1, kErrorBlockId = 2 };
-
-FMLA_DEVICE void report_bad_seqlen(int* error, int request) {
-    atomic_or_global(error, kErrorSeqlen);
-    atomic_min_global(error + 1, request);
+FMLA_DEVICE void report_bad_seqlen(ErrorRecord* error, int request) {
+    atomic_or_global(&error->flags, kErrorSeqlen);
+    atomic_min_global(&error->bad_seqlen_request, request);
 }
 
-FMLA_DEVICE void report_bad_block(int* error, int request) {
-    atomic_or_global(error, kErrorBlockId);
-    atomic_min_global(error + 2, request);
+FMLA_DEVICE void report_bad_block(ErrorRecord* error, int request) {
+    atomic_or_global(&error->flags, kErrorBlockId);
+    atomic_min_global(&error->bad_block_request, request);
 }
 
 // A request's length as the kernels use it: a length outside [0, capacity] is reported and
 // treated as 0, so nothing is read for it.
-FMLA_DEVICE int guarded_seqlen(const int* seqlens, int request, int capacity, int* error, bool report) {
+FMLA_DEVICE int guarded_seqlen(const int* seqlens, int request, int capacity, ErrorRecord* error, bool report) {
     int len = seqlens[request];
     if (len < 0 || len > capacity) {
         if (report) report_bad_seqlen(error, request);
@@ -48,5 +31,103 @@ FMLA_DEVICE int guarded_seqlen(const int* seqlens, int request, int capacity, in
 }
 
 FMLA_DEVICE int blocks_of(int len) { return len > 0 ? (len + kBlockN - 1) / kBlockN : 0; }
+
+// Whether the launch gave this CTA at least `needed` bytes of dynamic shared memory. When it did
+// not, one thread reports it in the error record (the host raises at the synchronization point)
+// and the caller must return before touching shared memory.
+FMLA_DEVICE bool has_shared_memory(ErrorRecord* error, int needed) {
+    if (dynamic_smem_size() >= static_cast<u32>(needed)) return true;
+    if (thread_idx() == 0) {
+        atomic_or_global(&error->flags, kErrorSharedMemory);
+        atomic_max_global(&error->shared_memory_needed, needed);
+    }
+    return false;
+}
+
+// ---- the part walk -----------------------------------------------------------------------------
+
+// One piece of a schedule part: blocks [tile_begin, tile_end) of `request`, which has `seqlen`
+// tokens; `split` says whether the piece is one of several, whose partial result goes to split
+// slot `slot` (num_splits[request] + the piece's index).
+struct DecodePiece {
+    int request;
+    int tile_begin;
+    int tile_end;
+    int seqlen;
+    bool split;
+    int slot;
+};
+
+// Calls piece(DecodePiece) for each request piece of part `part_index`, in request order. The
+// ranges are clamped to the requests' real block counts, and a piece whose split slot lies
+// outside the plan's workspace (a plan of another batch) is skipped.
+template <typename F>
+FMLA_DEVICE void for_each_piece(const DecodeParams& p, int part_index, F&& piece) {
+    const DecodePart* parts = reinterpret_cast<const DecodePart*>(p.parts);
+    const DecodePart part = parts[part_index];
+    if (part.begin_request >= p.batch || part.begin_request < 0) return;
+    const int last = part.end_request < p.batch ? part.end_request : p.batch - 1;
+    const int* seqlens = reinterpret_cast<const int*>(p.cache_seqlens);
+    const int* num_splits = reinterpret_cast<const int*>(p.num_splits);
+    const int capacity = p.max_blocks_per_seq * p.page_block_size;
+    const int slots = p.batch + p.num_parts;
+    ErrorRecord* error = reinterpret_cast<ErrorRecord*>(p.error);
+
+    for (int request = part.begin_request; request <= last; ++request) {
+        // The schedule kernel already reported a bad length; here it only has to stay harmless.
+        const int seqlen = guarded_seqlen(seqlens, request, capacity, error, false);
+        const bool first = request == part.begin_request;
+        const bool final_piece = request == part.end_request;
+        int tile_begin = first ? part.begin_block : 0;
+        int tile_end = final_piece ? part.end_block : blocks_of(seqlen);
+        const int available = blocks_of(seqlen);
+        if (tile_end > available) tile_end = available;
+        if (tile_begin > tile_end) tile_begin = tile_end;
+        const bool split = first ? part.first_request_is_split != 0
+                                 : (final_piece ? part.last_request_is_split != 0 : false);
+        const int slot = num_splits[request] + (first ? part.begin_split : 0);
+        if (split && (slot < 0 || slot >= slots)) continue;
+        piece(DecodePiece{request, tile_begin, tile_end, seqlen, split, slot});
+    }
+}
+
+// ---- addressing --------------------------------------------------------------------------------
+
+// The query token and query head of row r of KV head kv_head.
+struct QueryRow {
+    int token;
+    int head;
+};
+
+FMLA_DEVICE QueryRow query_row(int r, int kv_head, int group) {
+    const int token = r / group;
+    return QueryRow{token, kv_head * group + (r - token * group)};
+}
+
+// Element offset of a query row in q (P has q_*_stride fields).
+template <typename P>
+FMLA_DEVICE i64 q_offset(const P& p, int request, QueryRow row) {
+    return static_cast<i64>(request) * p.q_batch_stride + static_cast<i64>(row.token) * p.q_seq_stride +
+           static_cast<i64>(row.head) * p.q_head_stride;
+}
+
+// Element offset of a query row in the output (P has o_*_stride fields: DecodeParams, CombineParams).
+template <typename P>
+FMLA_DEVICE i64 output_offset(const P& p, int request, QueryRow row) {
+    return static_cast<i64>(request) * p.o_batch_stride + static_cast<i64>(row.token) * p.o_seq_stride +
+           static_cast<i64>(row.head) * p.o_head_stride;
+}
+
+// Element offset of a query row's entry in the LSE [b, h_q, s_q] (seq stride 1).
+template <typename P>
+FMLA_DEVICE i64 lse_offset(const P& p, int request, QueryRow row) {
+    return static_cast<i64>(request) * p.lse_batch_stride + static_cast<i64>(row.head) * p.lse_head_stride + row.token;
+}
+
+// Row index of query row r of KV head kv_head in split slot `slot` of the workspace: lse_accum is
+// [slots, h_kv, rows] and o_accum [slots, h_kv, rows, kHeadDimV].
+FMLA_DEVICE i64 split_row(int slot, int kv_head, int h_kv, int rows, int r) {
+    return (static_cast<i64>(slot) * h_kv + kv_head) * rows + r;
+}
 
 }  // namespace fmla

@@ -2,9 +2,10 @@
 //
 // Each element type is a 16-bit storage struct plus a traits struct `ElemOps<T>` that packs two
 // floats into one 32-bit register (round to nearest even, as cvt.rn does) and names the
-// mma.sync operand type.
+// mma.sync operand type, and gives its ElementCode.
 #pragma once
 #include "base.cuh"
+#include "kernel_desc.cuh"
 
 namespace fmla {
 
@@ -14,6 +15,7 @@ struct fp16 { u16 bits; };
 template <typename T> struct ElemOps;
 
 template <> struct ElemOps<bf16> {
+    static constexpr int kCode = kElemBf16;  // its ElementCode
     // Packs (lo, hi) into a bf16x2 register: lo in the low half.
     static FMLA_DEVICE u32 pack2(float lo, float hi) {
         u32 r;
@@ -25,6 +27,7 @@ template <> struct ElemOps<bf16> {
 };
 
 template <> struct ElemOps<fp16> {
+    static constexpr int kCode = kElemFp16;
     static FMLA_DEVICE u32 pack2(float lo, float hi) {
         u32 r;
         asm("cvt.rn.f16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo));

@@ -1,0 +1,177 @@
+// decode_abi.cuh: every struct the host passes to or reads from the library's kernels, and the
+// constants they share with it. The C# mirrors (FlashMla.Kernels.FillParams,
+// FlashMla.Mla.Cuda.ScheduleParams, DecodeParams, CombineParams, DecodeErrorRecord and
+// FlashMla.Mla.DecodePart) are pinned against the layouts the modules export (FMLA_EXPORT_ABI);
+// docs/architecture.md ("Kernel ABI") explains the fields.
+//
+// Rules: kernels take exactly one by-value parameter struct. 64-bit fields (pointers as u64,
+// strides as i64, in elements) come first, then 32-bit fields (int, float); the struct has no
+// implicit padding and its size is a multiple of 8 (FMLA_ABI_STRUCT asserts both). A path that
+// needs more (a tensor map, say) embeds DecodeParams as its first field and adds explicit pads.
+#pragma once
+#include "base.cuh"
+#include "kernel_desc.cuh"
+
+namespace fmla {
+
+// ---- constants shared by the kernels and the host -------------------------------------------
+
+// Unit of scheduled work: 64 tokens of one request (one page when the page size is 64).
+constexpr int kBlockN = 64;
+// Cost of a request piece beyond its blocks: Q load, epilogue and combine, in blocks.
+constexpr int kFixedOverheadBlocks = 5;
+// V is the first 512 columns of K; the output and the split workspace have 512 columns.
+constexpr int kHeadDimV = 512;
+// The largest q/k head dimension (576 or 512 are accepted).
+constexpr int kMaxHeadDim = 576;
+constexpr float kLn2 = 0.693147180559945309f;
+
+// Flags of ErrorRecord::flags.
+enum ErrorFlag : int {
+    kErrorSeqlen = 1,       // a sequence length outside [0, capacity]
+    kErrorBlockId = 2,      // a block id of a page in use outside [0, num_blocks)
+    kErrorSharedMemory = 4  // a kernel was launched with less dynamic shared memory than it needs
+};
+
+#define FMLA_DECODE_CONSTANTS_FIELDS(X) \
+    X(int, block_n)                     \
+    X(int, fixed_overhead_blocks)       \
+    X(int, head_dim_v)                  \
+    X(int, max_head_dim)                \
+    X(int, error_seqlen)                \
+    X(int, error_block_id)              \
+    X(int, error_shared_memory)         \
+    X(int, elem_bf16)                   \
+    X(int, elem_fp16)                   \
+    X(int, abi_version)
+FMLA_ABI_STRUCT(DecodeConstants, FMLA_DECODE_CONSTANTS_FIELDS);
+
+constexpr DecodeConstants kDecodeConstants = {kBlockN,      kFixedOverheadBlocks, kHeadDimV, kMaxHeadDim,
+                                              kErrorSeqlen, kErrorBlockId,        kErrorSharedMemory,
+                                              kElemBf16,    kElemFp16,            kAbiVersion};
+
+// ---- fill.cu -----------------------------------------------------------------------------
+
+#define FMLA_FILL_PARAMS_FIELDS(X) \
+    X(u64, dst)   /* u32* destination */ \
+    X(u64, count) /* number of 32-bit words */ \
+    X(u32, value) /* the pattern */ \
+    X(u32, pad)
+FMLA_ABI_STRUCT(FillParams, FMLA_FILL_PARAMS_FIELDS);
+static_assert(sizeof(FillParams) == 24, "FillParams is 24 bytes");
+
+// ---- records the decode kernels share through global memory -------------------------------
+
+// One part of the schedule (one CTA's share along grid.z), 8 × int32; FlashMla.Mla.DecodePart.
+#define FMLA_DECODE_PART_FIELDS(X)                                          \
+    X(int, begin_request)          /* == batch when the part has no work */ \
+    X(int, end_request)            /* inclusive */                          \
+    X(int, begin_block)            /* inclusive, within begin_request */    \
+    X(int, end_block)              /* exclusive, within end_request */      \
+    X(int, begin_split)            /* split slot of the first piece, within its request */ \
+    X(int, first_request_is_split) /* the first request's piece is one of several */ \
+    X(int, last_request_is_split)  /* the last request's piece is one of several */ \
+    X(int, padding)
+FMLA_ABI_STRUCT(DecodePart, FMLA_DECODE_PART_FIELDS);
+static_assert(sizeof(DecodePart) == 32, "DecodePart is 8 x int32");
+
+// Error record of guarded inputs, int32[4]. The host initialises it to {0, INT_MAX, INT_MAX, 0};
+// kernels set flags with atomicOr and the lowest offending request with atomicMin.
+#define FMLA_ERROR_RECORD_FIELDS(X)                                                        \
+    X(int, flags)              /* ErrorFlag bits */                                        \
+    X(int, bad_seqlen_request) /* lowest request with a bad length (INT_MAX: none) */      \
+    X(int, bad_block_request)  /* lowest request with a bad block id (INT_MAX: none) */    \
+    X(int, shared_memory_needed) /* the largest dynamic shared memory a short launch needed */
+FMLA_ABI_STRUCT(ErrorRecord, FMLA_ERROR_RECORD_FIELDS);
+static_assert(sizeof(ErrorRecord) == 16, "ErrorRecord is 4 x int32");
+
+// ---- decode_schedule.cu -------------------------------------------------------------------
+
+#define FMLA_SCHEDULE_PARAMS_FIELDS(X)                  \
+    X(u64, cache_seqlens) /* const int* [batch] */      \
+    X(u64, parts)         /* DecodePart* [num_parts] */ \
+    X(u64, num_splits)    /* int* [batch + 1] */        \
+    X(u64, error)         /* ErrorRecord* */            \
+    X(int, batch)                                       \
+    X(int, num_parts)                                   \
+    X(int, capacity) /* max_blocks_per_seq · page_block_size, in tokens */ \
+    X(int, pad)
+FMLA_ABI_STRUCT(ScheduleParams, FMLA_SCHEDULE_PARAMS_FIELDS);
+static_assert(sizeof(ScheduleParams) == 48, "ScheduleParams is 48 bytes");
+
+// ---- split-KV decode kernels (every path) ---------------------------------------------------
+
+// Query row r of KV head kv_head is query token r / group, query head kv_head·group + r % group.
+#define FMLA_DECODE_PARAMS_FIELDS(X)                                        \
+    X(u64, q)                                                               \
+    X(u64, k_cache)                                                         \
+    X(u64, block_table)                                                     \
+    X(u64, cache_seqlens)                                                   \
+    X(u64, output)                                                          \
+    X(u64, lse)                                                             \
+    X(u64, o_accum)   /* float [slots, h_kv, rows, 512] */                  \
+    X(u64, lse_accum) /* float [slots, h_kv, rows], log2 domain */          \
+    X(u64, parts)                                                           \
+    X(u64, num_splits)                                                      \
+    X(u64, error)                                                           \
+    X(i64, q_batch_stride)                                                  \
+    X(i64, q_seq_stride)                                                    \
+    X(i64, q_head_stride)                                                   \
+    X(i64, k_block_stride)                                                  \
+    X(i64, k_row_stride)                                                    \
+    X(i64, k_head_stride)                                                   \
+    X(i64, bt_batch_stride)                                                 \
+    X(i64, o_batch_stride)                                                  \
+    X(i64, o_seq_stride)                                                    \
+    X(i64, o_head_stride)                                                   \
+    X(i64, lse_batch_stride)                                                \
+    X(i64, lse_head_stride) /* the LSE's seq stride is 1 */                 \
+    X(int, batch)                                                           \
+    X(int, s_q)                                                             \
+    X(int, h_q)                                                             \
+    X(int, h_kv)                                                            \
+    X(int, group) /* h_q / h_kv */                                          \
+    X(int, rows)  /* s_q · group */                                         \
+    X(int, head_dim) /* 576 or 512 (QK dims); V dims = 512 */               \
+    X(int, page_block_size)                                                 \
+    X(int, num_blocks)                                                      \
+    X(int, max_blocks_per_seq)                                              \
+    X(int, causal)                                                          \
+    X(int, num_parts)                                                       \
+    X(float, scale_log2) /* softmax_scale · log2(e) */                      \
+    X(int, pad)
+FMLA_ABI_STRUCT(DecodeParams, FMLA_DECODE_PARAMS_FIELDS);
+static_assert(sizeof(DecodeParams) == 240, "DecodeParams: 11 pointers, 12 strides, 14 x 32-bit");
+static_assert(__builtin_offsetof(DecodeParams, q_batch_stride) == 88, "strides follow the 11 pointers");
+static_assert(__builtin_offsetof(DecodeParams, batch) == 184, "32-bit fields follow the 12 strides");
+
+// ---- decode_combine.cu ----------------------------------------------------------------------
+
+#define FMLA_COMBINE_PARAMS_FIELDS(X)     \
+    X(u64, o_accum)                       \
+    X(u64, lse_accum)                     \
+    X(u64, num_splits)                    \
+    X(u64, output)                        \
+    X(u64, lse)                           \
+    X(i64, o_batch_stride)                \
+    X(i64, o_seq_stride)                  \
+    X(i64, o_head_stride)                 \
+    X(i64, lse_batch_stride)              \
+    X(i64, lse_head_stride)               \
+    X(int, batch)                         \
+    X(int, s_q)                           \
+    X(int, h_q)                           \
+    X(int, h_kv)                          \
+    X(int, group)                         \
+    X(int, rows)                          \
+    X(int, num_parts) /* slots = batch + num_parts */ \
+    X(int, pad)
+FMLA_ABI_STRUCT(CombineParams, FMLA_COMBINE_PARAMS_FIELDS);
+static_assert(sizeof(CombineParams) == 112, "CombineParams: 5 pointers, 5 strides, 8 x 32-bit");
+static_assert(__builtin_offsetof(CombineParams, batch) == 80, "32-bit fields follow the 5 strides");
+
+}  // namespace fmla
+
+// Defines `fmla_decode_constants`, the values above, in this module (at global scope).
+#define FMLA_EXPORT_DECODE_CONSTANTS() \
+    extern "C" __attribute__((device)) const fmla::DecodeConstants fmla_decode_constants = fmla::kDecodeConstants
