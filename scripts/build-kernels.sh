@@ -76,10 +76,27 @@ for src in "${sources[@]}"; do
   done
 done
 
+# src/FlashMla/Kernels also holds the C# of the Kernels layer: only the target folders are PTX.
 if [ "$check" -eq 1 ]; then
   # diff -r reports changed files and files only on one side: a module/target pair whose PTX
   # is not committed, and committed PTX that no pair produces any more.
-  if diff -r "$work" "$out_root" >"$work.diff" 2>&1; then
+  : >"$work.diff"
+  for target in "${known_targets[@]}"; do
+    [ -d "$work/$target" ] || [ -d "$out_root/$target" ] || continue
+    mkdir -p "$work/$target"
+    if [ -d "$out_root/$target" ]; then
+      diff -r "$work/$target" "$out_root/$target" >>"$work.diff" 2>&1 || true
+    else
+      echo "Only in $work: $target" >>"$work.diff"
+    fi
+  done
+  while IFS= read -r ptx; do
+    dir=$(basename "$(dirname "$ptx")")
+    known=0
+    for target in "${known_targets[@]}"; do [ "$dir" = "$target" ] && known=1; done
+    [ "$known" -eq 1 ] || echo "Only in $(dirname "$ptx"): $(basename "$ptx")" >>"$work.diff"
+  done < <(find "$out_root" -name '*.ptx')
+  if [ ! -s "$work.diff" ]; then
     echo "PTX is up to date ($pairs module/target pairs from ${#sources[@]} modules)"
     rm -f "$work.diff"
     exit 0
@@ -93,7 +110,11 @@ if [ "$check" -eq 1 ]; then
   exit 1
 fi
 
-rm -rf "$out_root"
-mkdir -p "$out_root"
-cp -r "$work"/. "$out_root"/
+for target in "${known_targets[@]}"; do
+  rm -rf "${out_root:?}/$target"
+  if [ -d "$work/$target" ]; then
+    mkdir -p "$out_root/$target"
+    cp "$work/$target"/*.ptx "$out_root/$target"/
+  fi
+done
 echo "wrote $(find "$out_root" -name '*.ptx' | wc -l) PTX files to $out_root"

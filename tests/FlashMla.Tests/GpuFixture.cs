@@ -1,5 +1,7 @@
 using FlashMla.Cuda;
+using FlashMla.Kernels;
 using FlashMla.Mla;
+using FlashMla.Mla.Cuda;
 
 namespace FlashMla.Tests;
 

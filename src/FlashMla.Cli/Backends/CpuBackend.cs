@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Runtime.InteropServices;
 using FlashMla.Cli.Inputs;
 using FlashMla.Mla;
+using FlashMla.Mla.Cpu;
 using FlashMla.Numerics;
 using FlashMla.Tensors;
 

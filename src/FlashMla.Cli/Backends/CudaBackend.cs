@@ -3,7 +3,9 @@ using System.Runtime.InteropServices;
 using FlashMla.Cli.Inputs;
 using FlashMla.Cuda;
 using FlashMla.Mla;
+using FlashMla.Mla.Cuda;
 using FlashMla.Numerics;
+using FlashMla.Tensors;
 
 namespace FlashMla.Cli.Backends;
 

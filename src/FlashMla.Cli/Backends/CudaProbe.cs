@@ -1,4 +1,5 @@
 using FlashMla.Cuda;
+using FlashMla.Kernels;
 
 namespace FlashMla.Cli.Backends;
 

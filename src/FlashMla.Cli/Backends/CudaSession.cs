@@ -1,7 +1,9 @@
 using System.Diagnostics.CodeAnalysis;
 using System.Reflection;
 using FlashMla.Cuda;
+using FlashMla.Kernels;
 using FlashMla.Mla;
+using FlashMla.Mla.Cuda;
 
 namespace FlashMla.Cli.Backends;
 

@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Text.RegularExpressions;
 using FlashMla.Cuda;
+using FlashMla.Kernels;
 
 namespace FlashMla.Cli.Commands;
 

@@ -24,10 +24,10 @@ namespace FlashMla.Cuda;
 /// </remarks>
 public sealed unsafe class CudaContext : IDisposable
 {
-    private readonly Lock _kernelsLock = new();
+    private readonly Lock _attachmentsLock = new();
+    private readonly List<IDisposable> _attachments = [];
     private int _references = 1;
     private int _disposed;
-    private KernelLibrary? _kernels;
 
     /// <summary>Retains the primary context of <paramref name="device"/>.</summary>
     /// <param name="device">The device.</param>
@@ -54,22 +54,6 @@ public sealed unsafe class CudaContext : IDisposable
     /// <summary>Whether <see cref="Dispose"/> was called.</summary>
     public bool IsDisposed => Volatile.Read(ref _disposed) != 0;
 
-    /// <summary>
-    /// The PTX modules of this library for this context, loaded on first use and cached.
-    /// Disposed with the context.
-    /// </summary>
-    public KernelLibrary Kernels
-    {
-        get
-        {
-            ObjectDisposedException.ThrowIf(IsDisposed, this);
-            lock (_kernelsLock)
-            {
-                return _kernels ??= new KernelLibrary(this);
-            }
-        }
-    }
-
     internal Native.DriverApi Api => Driver.Api;
 
     /// <summary>Loads the driver and retains the primary context of device <paramref name="deviceOrdinal"/>.</summary>
@@ -78,6 +62,37 @@ public sealed unsafe class CudaContext : IDisposable
     /// <exception cref="CudaLibraryLoadException">The driver library could not be loaded.</exception>
     /// <exception cref="CudaException">A driver call failed (no device, for example).</exception>
     public static CudaContext Create(int deviceOrdinal = 0) => new(CudaDriver.Load().GetDevice(deviceOrdinal));
+
+    /// <summary>
+    /// Returns the object of type <typeparamref name="T"/> attached to this context, creating it
+    /// with <paramref name="factory"/> on first use. Attachments are disposed, newest first, when
+    /// the context is disposed, before the context is released: code built on the binding keeps
+    /// per-context state here (loaded modules, say) without the binding knowing it.
+    /// </summary>
+    /// <typeparam name="T">The attachment's type; one attachment per type.</typeparam>
+    /// <param name="factory">Creates the attachment; it runs at most once per context and must not dispose the context.</param>
+    /// <returns>The attachment.</returns>
+    /// <exception cref="ObjectDisposedException">The context was disposed.</exception>
+    public T GetOrAttach<T>(Func<CudaContext, T> factory)
+        where T : class, IDisposable
+    {
+        ArgumentNullException.ThrowIfNull(factory);
+        lock (_attachmentsLock)
+        {
+            ObjectDisposedException.ThrowIf(IsDisposed, this);
+            foreach (var attachment in _attachments)
+            {
+                if (attachment is T found && found.GetType() == typeof(T))
+                {
+                    return found;
+                }
+            }
+
+            var created = factory(this) ?? throw new InvalidOperationException($"The factory of {typeof(T).Name} returned null.");
+            _attachments.Add(created);
+            return created;
+        }
+    }
 
     /// <summary>Makes this context current on the calling thread.</summary>
     /// <exception cref="ObjectDisposedException">The context was disposed.</exception>
@@ -116,14 +131,18 @@ public sealed unsafe class CudaContext : IDisposable
             return;
         }
 
-        KernelLibrary? kernels;
-        lock (_kernelsLock)
+        List<IDisposable> attachments;
+        lock (_attachmentsLock)
         {
-            kernels = _kernels;
-            _kernels = null;
+            attachments = [.. _attachments];
+            _attachments.Clear();
         }
 
-        kernels?.Dispose();
+        for (var i = attachments.Count - 1; i >= 0; i--)
+        {
+            attachments[i].Dispose();
+        }
+
         Release();
     }
 

@@ -198,6 +198,45 @@ public sealed unsafe class CudaModule : IDisposable
         return (ptr, (long)size);
     }
 
+    /// <summary>
+    /// Reads the bytes of a <c>__device__</c> or <c>__constant__</c> variable
+    /// (<c>cuModuleGetGlobal_v2</c>, then <c>cuMemcpyDtoH_v2</c>), or returns null when the
+    /// module has no variable of that name.
+    /// </summary>
+    /// <param name="name">The variable's (unmangled, <c>extern "C"</c>) name.</param>
+    /// <returns>Its bytes, or null.</returns>
+    /// <exception cref="CudaException">A driver call failed for another reason.</exception>
+    public byte[]? TryReadGlobal(string name)
+    {
+        ArgumentNullException.ThrowIfNull(name);
+        var module = Handle;
+        Context.Enter();
+        var bytes = Encoding.UTF8.GetBytes(name + "\0");
+        ulong ptr;
+        nuint size;
+        fixed (byte* s = bytes)
+        {
+            var r = Context.Api.cuModuleGetGlobal(&ptr, &size, module, s);
+            if (r == CudaResult.NotFound)
+            {
+                return null;
+            }
+
+            if (r != CudaResult.Success)
+            {
+                throw Context.Driver.Error(r, $"cuModuleGetGlobal({Name}, {name})");
+            }
+        }
+
+        var data = new byte[(int)size];
+        fixed (byte* d = data)
+        {
+            Context.Check(Context.Api.cuMemcpyDtoH(d, ptr, size), $"cuMemcpyDtoH_v2({Name}, {name}, {size} bytes)");
+        }
+
+        return data;
+    }
+
     /// <summary>Unloads the module. Idempotent.</summary>
     public void Dispose() => _owned.Dispose();
 

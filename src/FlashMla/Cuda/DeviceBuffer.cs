@@ -1,5 +1,3 @@
-using FlashMla.Tensors;
-
 namespace FlashMla.Cuda;
 
 /// <summary>
@@ -108,35 +106,6 @@ public sealed unsafe class DeviceBuffer<T> : IDisposable
             buffer.Dispose();
             throw;
         }
-    }
-
-    /// <summary>A contiguous row-major view of the buffer with the given shape.</summary>
-    /// <param name="shape">The shape; its element count must not exceed <see cref="Length"/>.</param>
-    /// <returns>The view.</returns>
-    public DeviceTensor<T> AsTensor(params long[] shape)
-    {
-        ArgumentNullException.ThrowIfNull(shape);
-        var layout = TensorLayout.Contiguous(shape);
-        if (layout.RequiredLength > Length)
-        {
-            throw new ArgumentException($"A tensor of shape {layout} needs {layout.RequiredLength} elements; the buffer has {Length}.", nameof(shape));
-        }
-
-        return new DeviceTensor<T>(Pointer, layout);
-    }
-
-    /// <summary>A view of the buffer with an arbitrary layout.</summary>
-    /// <param name="layout">The layout; its required length must not exceed <see cref="Length"/>.</param>
-    /// <returns>The view.</returns>
-    public DeviceTensor<T> AsTensor(TensorLayout layout)
-    {
-        ArgumentNullException.ThrowIfNull(layout);
-        if (layout.RequiredLength > Length)
-        {
-            throw new ArgumentException($"The layout {layout} needs {layout.RequiredLength} elements; the buffer has {Length}.", nameof(layout));
-        }
-
-        return new DeviceTensor<T>(Pointer, layout);
     }
 
     /// <summary>Copies host data into the buffer and waits until it has arrived (legacy stream).</summary>

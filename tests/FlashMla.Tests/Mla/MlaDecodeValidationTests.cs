@@ -1,4 +1,5 @@
 using FlashMla.Mla;
+using FlashMla.Mla.Cpu;
 using FlashMla.Numerics;
 using FlashMla.Tensors;
 using FlashMla.Tests.Reference;

@@ -1,6 +1,6 @@
 using FlashMla.Cuda;
 
-namespace FlashMla.Mla;
+namespace FlashMla.Mla.Cuda;
 
 /// <summary>
 /// Launch geometry of the decode kernels, in one place so that it follows the kernels' headers

@@ -1,6 +1,6 @@
 using System.Runtime.InteropServices;
 
-namespace FlashMla.Mla;
+namespace FlashMla.Mla.Cuda;
 
 // The by-value parameter structs of the decode kernels, field for field as the C structs of
 // docs/architecture.md ("Kernel ABI"): 64-bit pointers (ulong), then 64-bit strides (long), then

@@ -3,7 +3,7 @@ using System.Numerics.Tensors;
 using FlashMla.Numerics;
 using FlashMla.Tensors;
 
-namespace FlashMla.Mla;
+namespace FlashMla.Mla.Cpu;
 
 /// <summary>
 /// A multi-threaded CPU implementation of MLA dense decode with the semantics of FlashMLA's

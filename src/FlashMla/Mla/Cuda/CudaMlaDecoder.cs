@@ -1,9 +1,10 @@
 using System.Globalization;
 using FlashMla.Cuda;
+using FlashMla.Kernels;
 using FlashMla.Numerics;
 using FlashMla.Tensors;
 
-namespace FlashMla.Mla;
+namespace FlashMla.Mla.Cuda;
 
 /// <summary>
 /// MLA decoding on a CUDA GPU with the semantics of FlashMLA's dense

@@ -1,12 +1,14 @@
 using System.Globalization;
 using System.Runtime.InteropServices;
 using FlashMla.Cuda;
+using FlashMla.Kernels;
 using FlashMla.Mla;
+using FlashMla.Mla.Cuda;
 using FlashMla.Numerics;
 using FlashMla.Tensors;
 using FlashMla.Tests.Reference;
 
-namespace FlashMla.Tests;
+namespace FlashMla.Tests.Mla.Cuda;
 
 /// <summary>
 /// The CUDA decoder against the float64 reference, once per element type (the concrete classes at

@@ -4,7 +4,7 @@ using FlashMla.Cli.Backends;
 using FlashMla.Cli.Inputs;
 using FlashMla.Cli.Verification;
 
-namespace FlashMla.Tests;
+namespace FlashMla.Tests.Cli;
 
 public class CliTests
 {

@@ -1,7 +1,7 @@
 using System.Globalization;
 using FlashMla.Cuda;
 
-namespace FlashMla.Mla;
+namespace FlashMla.Mla.Cuda;
 
 /// <summary>
 /// The device workspace of CUDA decodes of one shape (b, s_q, h_q, h_kv): the split-KV schedule

@@ -1,7 +1,9 @@
 using System.Reflection;
 using System.Text;
 
-namespace FlashMla.Cuda;
+using FlashMla.Cuda;
+
+namespace FlashMla.Kernels;
 
 /// <summary>
 /// The library's PTX kernels for one context: each module is loaded from the embedded resource
@@ -11,7 +13,8 @@ namespace FlashMla.Cuda;
 /// <remarks>
 /// The target is <c>sm_90a</c> for a device of compute capability exactly 9.0 (H100, H200) and
 /// <c>sm_80</c> for any other device of capability 8.0 or higher; older devices are not supported.
-/// Obtain the instance of a context with <see cref="CudaContext.Kernels"/>.
+/// Obtain the instance of a context with <see cref="For"/> (or <c>context.Kernels</c>); it is
+/// attached to the context and disposed with it.
 /// </remarks>
 public sealed class KernelLibrary : IDisposable
 {
@@ -30,6 +33,15 @@ public sealed class KernelLibrary : IDisposable
 
     /// <summary>The context.</summary>
     public CudaContext Context { get; }
+
+    /// <summary>The kernel library of <paramref name="context"/>, created on first use and disposed with the context.</summary>
+    /// <param name="context">The context.</param>
+    /// <returns>The library.</returns>
+    public static KernelLibrary For(CudaContext context)
+    {
+        ArgumentNullException.ThrowIfNull(context);
+        return context.GetOrAttach(static c => new KernelLibrary(c));
+    }
 
     /// <summary>The PTX target used: "sm_90a" or "sm_80".</summary>
     public string Target { get; }
@@ -168,5 +180,15 @@ public sealed class KernelLibrary : IDisposable
         {
             module.Dispose();
         }
+    }
+}
+
+/// <summary><c>context.Kernels</c>: the context's <see cref="KernelLibrary"/>.</summary>
+public static class KernelLibraryContextExtensions
+{
+    extension(CudaContext context)
+    {
+        /// <summary>The PTX modules of this library for the context (<see cref="KernelLibrary.For"/>).</summary>
+        public KernelLibrary Kernels => KernelLibrary.For(context);
     }
 }

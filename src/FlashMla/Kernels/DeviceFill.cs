@@ -1,7 +1,9 @@
 using System.Runtime.InteropServices;
+using FlashMla.Cuda;
 using FlashMla.Numerics;
+using FlashMla.Tensors;
 
-namespace FlashMla.Cuda;
+namespace FlashMla.Kernels;
 
 /// <summary>
 /// Fills device memory with a 32-bit pattern using the PTX kernel <c>flashmla_fill_u32</c>

@@ -1,10 +1,11 @@
 using System.Diagnostics;
 using FlashMla.Mla;
+using FlashMla.Mla.Cpu;
 using FlashMla.Numerics;
 using FlashMla.Tensors;
 using FlashMla.Tests.Reference;
 
-namespace FlashMla.Tests.Mla;
+namespace FlashMla.Tests.Mla.Cpu;
 
 /// <summary>
 /// CPU decoder against the float64 reference, once per element type (the concrete classes at the

@@ -1,6 +1,6 @@
-using FlashMla.Tensors;
+using FlashMla.Cuda;
 
-namespace FlashMla.Cuda;
+namespace FlashMla.Tensors;
 
 /// <summary>
 /// A strided tensor view over device memory: a device address plus a <see cref="TensorLayout"/>.
@@ -163,6 +163,45 @@ public sealed unsafe class DeviceTensor<T>
         if (!other.Shape.SequenceEqual(Layout.Shape) || !other.Strides.SequenceEqual(Layout.Strides))
         {
             throw new ArgumentException($"The host tensor's layout {other} differs from the device tensor's {Layout}.", paramName);
+        }
+    }
+}
+
+/// <summary>Tensor views of a <see cref="DeviceBuffer{T}"/>.</summary>
+public static class DeviceBufferTensors
+{
+    extension<T>(DeviceBuffer<T> buffer)
+        where T : unmanaged
+    {
+        /// <summary>A contiguous row-major view of the buffer with the given shape.</summary>
+        /// <param name="shape">The shape; its element count must not exceed the buffer's length.</param>
+        /// <returns>The view.</returns>
+        public DeviceTensor<T> AsTensor(params long[] shape)
+        {
+            ArgumentNullException.ThrowIfNull(buffer);
+            ArgumentNullException.ThrowIfNull(shape);
+            var layout = TensorLayout.Contiguous(shape);
+            if (layout.RequiredLength > buffer.Length)
+            {
+                throw new ArgumentException($"A tensor of shape {layout} needs {layout.RequiredLength} elements; the buffer has {buffer.Length}.", nameof(shape));
+            }
+
+            return new DeviceTensor<T>(buffer.Pointer, layout);
+        }
+
+        /// <summary>A view of the buffer with an arbitrary layout.</summary>
+        /// <param name="layout">The layout; its required length must not exceed the buffer's length.</param>
+        /// <returns>The view.</returns>
+        public DeviceTensor<T> AsTensor(TensorLayout layout)
+        {
+            ArgumentNullException.ThrowIfNull(buffer);
+            ArgumentNullException.ThrowIfNull(layout);
+            if (layout.RequiredLength > buffer.Length)
+            {
+                throw new ArgumentException($"The layout {layout} needs {layout.RequiredLength} elements; the buffer has {buffer.Length}.", nameof(layout));
+            }
+
+            return new DeviceTensor<T>(buffer.Pointer, layout);
         }
     }
 }
