@@ -91,6 +91,7 @@ FMLA_DEVICE void combine_row(const CombineParams& p) {
 
 }  // namespace fmla
 
+FMLA_MODULE_ABI();
 FMLA_EXPORT_ABI(CombineParams);
 
 namespace fmla {

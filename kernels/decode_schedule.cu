@@ -22,11 +22,10 @@ constexpr int kScheduleSmemPerRequest = static_cast<int>(sizeof(int));
 extern FMLA_SHARED int schedule_blocks[];  // [batch]
 }  // namespace fmla
 
+FMLA_MODULE_ABI();
 FMLA_EXPORT_ABI(ScheduleParams);
 FMLA_EXPORT_ABI(DecodePart);
 FMLA_EXPORT_ABI(ErrorRecord);
-FMLA_EXPORT_ABI(DecodeConstants);
-FMLA_EXPORT_DECODE_CONSTANTS();
 
 FMLA_KERNEL(mla_decode_schedule, ScheduleParams,
             fmla::kernel_desc(fmla::kScheduleThreads).smem(0, fmla::kScheduleSmemPerRequest)) {

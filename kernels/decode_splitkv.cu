@@ -442,6 +442,7 @@ constexpr KernelDesc decode_desc() {
 
 }  // namespace fmla
 
+FMLA_MODULE_ABI();
 FMLA_EXPORT_ABI(DecodeParams);
 
 #define FMLA_DECODE_KERNEL(name, T, STAGES, RG) \

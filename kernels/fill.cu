@@ -6,6 +6,7 @@
 // grid's thread count). No shared memory, no barriers.
 #include "decode_abi.cuh"
 
+FMLA_MODULE_ABI();
 FMLA_EXPORT_ABI(FillParams);
 
 FMLA_KERNEL(flashmla_fill_u32, FillParams, fmla::kernel_desc(256)) {

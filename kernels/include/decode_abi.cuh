@@ -1,7 +1,7 @@
 // decode_abi.cuh: every struct the host passes to or reads from the library's kernels, and the
-// constants they share with it. The C# mirrors (FlashMla.Kernels.FillParams,
-// FlashMla.Mla.Cuda.ScheduleParams, DecodeParams, CombineParams, DecodeErrorRecord and
-// FlashMla.Mla.DecodePart) are pinned against the layouts the modules export (FMLA_EXPORT_ABI);
+// constants they share with it. The C# mirrors, of the same names (FlashMla.Kernels.FillParams,
+// FlashMla.Mla.DecodePart, FlashMla.Mla.Cuda.ScheduleParams, DecodeParams, CombineParams and
+// ErrorRecord), are pinned by the tests against the layouts the modules export (FMLA_EXPORT_ABI);
 // docs/architecture.md ("Kernel ABI") explains the fields.
 //
 // Rules: kernels take exactly one by-value parameter struct. 64-bit fields (pointers as u64,
@@ -172,6 +172,10 @@ static_assert(__builtin_offsetof(CombineParams, batch) == 80, "32-bit fields fol
 
 }  // namespace fmla
 
-// Defines `fmla_decode_constants`, the values above, in this module (at global scope).
-#define FMLA_EXPORT_DECODE_CONSTANTS() \
+// Every module says this once (at global scope): it exports the layout of KernelDesc, through
+// which the host reads the module's descriptors, and the shared constants (their layout and
+// their values, `fmla_decode_constants`), which the tests compare with the C# side.
+#define FMLA_MODULE_ABI()                                                                                   \
+    FMLA_EXPORT_ABI(KernelDesc);                                                                            \
+    FMLA_EXPORT_ABI(DecodeConstants);                                                                       \
     extern "C" __attribute__((device)) const fmla::DecodeConstants fmla_decode_constants = fmla::kDecodeConstants

@@ -1,4 +1,5 @@
 using System.Text.RegularExpressions;
+using FlashMla.Kernels;
 
 namespace FlashMla.Tests;
 

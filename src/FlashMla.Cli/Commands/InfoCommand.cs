@@ -91,6 +91,12 @@ internal static class InfoCommand
                         w.WriteNumber("registers", k.Registers);
                         w.WriteNumber("local_bytes", k.LocalBytes);
                         w.WriteNumber("max_threads_per_block", k.MaxThreadsPerBlock);
+                        w.WriteNumber("threads", k.Descriptor.Threads);
+                        w.WriteNumber("rows_per_cta", k.Descriptor.RowsPerCta);
+                        w.WriteNumber("stages", k.Descriptor.Stages);
+                        w.WriteNumber("shared_memory_bytes", k.Descriptor.SharedMemoryBytes);
+                        w.WriteNumber("shared_memory_bytes_per_request", k.Descriptor.SharedMemoryBytesPerRequest);
+                        w.WriteString("param_struct", k.Descriptor.ParamStruct);
                         w.WriteEndObject();
                     }
                     w.WriteEndArray();
@@ -152,11 +158,21 @@ internal static class InfoCommand
         if (report is { } collected)
         {
             var (kernels, logs) = collected;
-            var kernelTable = TableOut.Create("module", "kernel", "registers", "local (spill) bytes", "max threads/block");
+            var kernelTable = TableOut.Create(
+                "module", "kernel", "threads", "rows/CTA", "stages", "shared memory", "registers", "local (spill) bytes", "max threads/block");
             foreach (var k in kernels)
             {
+                var d = k.Descriptor;
                 kernelTable.Row(
-                    k.Module, k.Kernel, KernelReport.Format(k.Registers), KernelReport.Format(k.LocalBytes), KernelReport.Format(k.MaxThreadsPerBlock));
+                    k.Module,
+                    k.Kernel,
+                    KernelReport.Format(d.Threads),
+                    d.RowsPerCta > 0 ? KernelReport.Format(d.RowsPerCta) : "-",
+                    d.Stages > 0 ? KernelReport.Format(d.Stages) : "-",
+                    KernelReport.Format(d.SharedMemoryBytes) + (d.SharedMemoryBytesPerRequest > 0 ? $" + {KernelReport.Format(d.SharedMemoryBytesPerRequest)}/request" : string.Empty),
+                    KernelReport.Format(k.Registers),
+                    KernelReport.Format(k.LocalBytes),
+                    KernelReport.Format(k.MaxThreadsPerBlock));
             }
 
             context.OutConsole.Write(kernelTable);

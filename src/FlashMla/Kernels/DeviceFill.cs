@@ -15,11 +15,9 @@ public static class DeviceFill
     /// <summary>The module (kernels/fill.cu).</summary>
     public const string ModuleName = "fill";
 
-    /// <summary>The kernel's entry name.</summary>
-    public const string KernelName = "flashmla_fill_u32";
-
-    /// <summary>Threads per block.</summary>
-    public const int BlockSize = 256;
+    /// <summary>The kernel's entry name: the module's one entry, as its PTX declares it.</summary>
+    public static string KernelName { get; } =
+        KernelLibrary.EntryNames(KernelLibrary.ReadPtx(KernelLibrary.TargetsOf(ModuleName)[0], ModuleName)!).Single();
 
     /// <summary>The largest grid launched; the kernel's grid-stride loop covers the rest.</summary>
     public const int MaxGridSize = 65535;
@@ -82,10 +80,11 @@ public static class DeviceFill
             return;
         }
 
-        var kernel = context.Kernels.GetKernel(ModuleName, KernelName);
-        var grid = (uint)Math.Min((wordCount + BlockSize - 1) / BlockSize, MaxGridSize);
+        var kernel = KernelLibrary.For(context).GetEntry(ModuleName, KernelName);
+        var threads = kernel.Descriptor.Threads;
+        var grid = (uint)Math.Min((wordCount + threads - 1) / threads, MaxGridSize);
         var parameters = new FillParams { Dst = pointer, Count = (ulong)wordCount, Value = value };
-        kernel.Launch(new LaunchConfig(grid, BlockSize, 0, stream), parameters);
+        kernel.Launch(new Dim3(grid), parameters, stream);
     }
 
     /// <summary>
@@ -175,14 +174,14 @@ public static class DeviceFill
         context.Enter();
         context.Check(context.Api.cuMemsetD16Async(pointer, value, (nuint)count, s));
     }
+}
 
-    /// <summary>The C struct <c>FillParams { u64 dst; u64 count; u32 value; u32 pad; }</c> (24 bytes).</summary>
-    [StructLayout(LayoutKind.Sequential)]
-    internal struct FillParams
-    {
-        public ulong Dst;
-        public ulong Count;
-        public uint Value;
-        public uint Pad;
-    }
+/// <summary>The C struct <c>FillParams</c> of kernels/include/decode_abi.cuh (24 bytes): dst[i] = value for i &lt; count.</summary>
+[StructLayout(LayoutKind.Sequential)]
+internal struct FillParams
+{
+    public ulong Dst;
+    public ulong Count;
+    public uint Value;
+    public uint Pad;
 }

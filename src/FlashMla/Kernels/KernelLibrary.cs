@@ -1,6 +1,6 @@
-using System.Reflection;
+using System.Diagnostics.CodeAnalysis;
 using System.Text;
-
+using System.Text.RegularExpressions;
 using FlashMla.Cuda;
 
 namespace FlashMla.Kernels;
@@ -11,18 +11,27 @@ namespace FlashMla.Kernels;
 /// caches the result on disk) and kept until the context is disposed.
 /// </summary>
 /// <remarks>
+/// <para>
 /// The target is <c>sm_90a</c> for a device of compute capability exactly 9.0 (H100, H200) and
 /// <c>sm_80</c> for any other device of capability 8.0 or higher; older devices are not supported.
+/// Each module is built for the targets its source declares (scripts/build-kernels.sh), so a
+/// module may be absent for this context's target: <see cref="TryGetModule"/> says so.
+/// </para>
+/// <para>
+/// Every entry of a module describes itself (<see cref="KernelDescriptor"/>);
+/// <see cref="GetEntries"/> returns a module's entries with their descriptors, in source order.
 /// Obtain the instance of a context with <see cref="For"/> (or <c>context.Kernels</c>); it is
 /// attached to the context and disposed with it.
+/// </para>
 /// </remarks>
-public sealed class KernelLibrary : IDisposable
+public sealed partial class KernelLibrary : IDisposable
 {
     /// <summary>The resource name prefix of the embedded PTX.</summary>
     public const string ResourcePrefix = "Kernels/";
 
     private readonly Lock _lock = new();
     private readonly Dictionary<string, CudaModule> _modules = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, IReadOnlyList<KernelEntry>> _entries = new(StringComparer.Ordinal);
     private bool _disposed;
 
     internal KernelLibrary(CudaContext context)
@@ -92,6 +101,28 @@ public sealed class KernelLibrary : IDisposable
             .ToList();
     }
 
+    /// <summary>The targets <paramref name="module"/> is embedded for.</summary>
+    /// <param name="module">The module name.</param>
+    /// <returns>The targets, sorted.</returns>
+    public static IReadOnlyList<string> TargetsOf(string module)
+    {
+        ArgumentNullException.ThrowIfNull(module);
+        return typeof(KernelLibrary).Assembly.GetManifestResourceNames()
+            .Where(n => n.StartsWith(ResourcePrefix, StringComparison.Ordinal) && n.EndsWith("/" + module + ".ptx", StringComparison.Ordinal))
+            .Select(n => n[ResourcePrefix.Length..^(module.Length + ".ptx".Length + 1)])
+            .Order(StringComparer.Ordinal)
+            .ToList();
+    }
+
+    /// <summary>The entry names declared in a module's PTX (<c>.visible .entry</c>), in source order.</summary>
+    /// <param name="ptx">The PTX text.</param>
+    /// <returns>The names.</returns>
+    public static IReadOnlyList<string> EntryNames(string ptx)
+    {
+        ArgumentNullException.ThrowIfNull(ptx);
+        return [.. EntryPattern().Matches(ptx).Select(m => m.Groups[1].Value)];
+    }
+
     /// <summary>
     /// Environment variable naming a folder laid out like the embedded resources
     /// (<c>&lt;target&gt;/&lt;name&gt;.ptx</c>); a module found there is loaded instead of the embedded one.
@@ -133,26 +164,95 @@ public sealed class KernelLibrary : IDisposable
     /// <summary>Returns the module <paramref name="name"/>, loading and JIT-compiling it on first use.</summary>
     /// <param name="name">The module name (the .cu file's base name, e.g. "fill").</param>
     /// <returns>The module.</returns>
-    /// <exception cref="InvalidOperationException">No such PTX resource is embedded.</exception>
+    /// <exception cref="InvalidOperationException">The module is not built for this context's target.</exception>
     /// <exception cref="CudaException">JIT compilation failed; the message holds the error log.</exception>
-    public CudaModule GetModule(string name)
+    public CudaModule GetModule(string name) =>
+        TryGetModule(name, out var module, out var reason) ? module : throw new InvalidOperationException(reason);
+
+    /// <summary>
+    /// Returns the module <paramref name="name"/>, loading and JIT-compiling it on first use, or
+    /// says why there is none for this context's target.
+    /// </summary>
+    /// <param name="name">The module name.</param>
+    /// <param name="module">The module, when it is built for <see cref="Target"/>.</param>
+    /// <param name="reason">Otherwise, why not (the targets it is built for).</param>
+    /// <returns>Whether the module is available.</returns>
+    /// <exception cref="CudaException">JIT compilation failed; the message holds the error log.</exception>
+    public bool TryGetModule(string name, [NotNullWhen(true)] out CudaModule? module, out string reason)
     {
         ArgumentNullException.ThrowIfNull(name);
         lock (_lock)
         {
             ObjectDisposedException.ThrowIf(_disposed, this);
-            if (_modules.TryGetValue(name, out var module))
+            reason = string.Empty;
+            if (_modules.TryGetValue(name, out module))
             {
-                return module;
+                return true;
             }
 
-            var ptx = ReadPtx(Target, name) ?? throw new InvalidOperationException(
-                $"No PTX resource {ResourcePrefix}{Target}/{name}.ptx is embedded in {typeof(KernelLibrary).Assembly.GetName().Name}; embedded for {Target}: [{string.Join(", ", AvailableModules(Target))}]. Run scripts/build-kernels.sh.");
+            var ptx = ReadPtx(Target, name);
+            if (ptx is null)
+            {
+                var targets = TargetsOf(name);
+                reason = targets.Count == 0
+                    ? $"No PTX resource {ResourcePrefix}{Target}/{name}.ptx is embedded in {typeof(KernelLibrary).Assembly.GetName().Name}: module {name} is not built (embedded for {Target}: [{string.Join(", ", AvailableModules(Target))}]). Run scripts/build-kernels.sh."
+                    : $"Module {name} is built for [{string.Join(", ", targets)}], not for {Target}, the target of {Context.Device}.";
+                return false;
+            }
+
             module = CudaModule.LoadPtx(Context, ptx, $"{Target}/{name}");
             _modules.Add(name, module);
-            return module;
+            return true;
         }
     }
+
+    /// <summary>
+    /// The entries of module <paramref name="name"/> in source order, each with the descriptor
+    /// read from the loaded module (loading it on first use).
+    /// </summary>
+    /// <param name="name">The module name.</param>
+    /// <returns>The entries.</returns>
+    /// <exception cref="InvalidOperationException">The module is not built for this target, or an entry has no descriptor.</exception>
+    public IReadOnlyList<KernelEntry> GetEntries(string name)
+    {
+        var module = GetModule(name);
+        lock (_lock)
+        {
+            if (_entries.TryGetValue(name, out var cached))
+            {
+                return cached;
+            }
+        }
+
+        var ptx = ReadPtx(Target, name) ?? string.Empty;
+        var entries = new List<KernelEntry>();
+        foreach (var entry in EntryNames(ptx))
+        {
+            var bytes = module.TryReadGlobal(KernelDescriptor.GlobalPrefix + entry) ?? throw new InvalidOperationException(
+                $"Kernel {entry} of module {name} ({Target}) has no descriptor {KernelDescriptor.GlobalPrefix}{entry}; declare it with FMLA_KERNEL (kernels/include/kernel_desc.cuh).");
+            entries.Add(new KernelEntry(module.GetKernel(entry), KernelDescriptor.Parse(bytes, name, entry, Target)));
+        }
+
+        lock (_lock)
+        {
+            if (!_entries.TryGetValue(name, out var existing))
+            {
+                existing = entries;
+                _entries.Add(name, existing);
+            }
+
+            return existing;
+        }
+    }
+
+    /// <summary>Entry <paramref name="entry"/> of module <paramref name="name"/> with its descriptor.</summary>
+    /// <param name="name">The module name.</param>
+    /// <param name="entry">The entry name.</param>
+    /// <returns>The entry.</returns>
+    /// <exception cref="InvalidOperationException">No such module for this target, or no such entry.</exception>
+    public KernelEntry GetEntry(string name, string entry) =>
+        GetEntries(name).FirstOrDefault(e => e.Descriptor.Entry == entry)
+        ?? throw new InvalidOperationException($"Module {name} ({Target}) has no entry {entry}.");
 
     /// <summary>Returns kernel <paramref name="kernelName"/> of module <paramref name="moduleName"/>.</summary>
     /// <param name="moduleName">The module name.</param>
@@ -174,6 +274,7 @@ public sealed class KernelLibrary : IDisposable
             _disposed = true;
             modules = [.. _modules.Values];
             _modules.Clear();
+            _entries.Clear();
         }
 
         foreach (var module in modules)
@@ -181,6 +282,9 @@ public sealed class KernelLibrary : IDisposable
             module.Dispose();
         }
     }
+
+    [GeneratedRegex(@"^\.visible \.entry (\w+)\(", RegexOptions.Multiline)]
+    private static partial Regex EntryPattern();
 }
 
 /// <summary><c>context.Kernels</c>: the context's <see cref="KernelLibrary"/>.</summary>

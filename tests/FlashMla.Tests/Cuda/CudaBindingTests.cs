@@ -150,7 +150,7 @@ public sealed class CudaBindingTests(GpuFixture gpu)
         Assert.Throws<ArgumentOutOfRangeException>(() => kernel.SetMaxDynamicSharedMemory(optin + 1));
 
         using var buffer = DeviceBuffer<uint>.Allocate(context, 1000);
-        var p = new DeviceFill.FillParams { Dst = buffer.Pointer, Count = 1000, Value = 42 };
+        var p = new FillParams { Dst = buffer.Pointer, Count = 1000, Value = 42 };
         kernel.Launch(new LaunchConfig(4, 256, bytes, stream), p);
         Assert.All(buffer.ToArray(), v => Assert.Equal(42u, v));
 
@@ -188,13 +188,13 @@ public sealed class CudaBindingTests(GpuFixture gpu)
         using var dependent = DeviceBuffer<uint>.Allocate(context, 5_000);
         kernel.Launch(
             new LaunchConfig(8, 256, 0, stream) { ClusterDim = new Dim3(2) },
-            new DeviceFill.FillParams { Dst = clustered.Pointer, Count = 10_000, Value = 5 });
+            new FillParams { Dst = clustered.Pointer, Count = 10_000, Value = 5 });
 
         // The dependent launch may overlap the previous kernel (it does not wait for it), so it
         // writes other memory.
         kernel.Launch(
             new LaunchConfig(8, 256, 0, stream) { ProgrammaticStreamSerialization = true },
-            new DeviceFill.FillParams { Dst = dependent.Pointer, Count = 5_000, Value = 6 });
+            new FillParams { Dst = dependent.Pointer, Count = 5_000, Value = 6 });
         Assert.True(clustered.ToArray().AsSpan().IndexOfAnyExcept(5u) < 0);
         Assert.True(dependent.ToArray().AsSpan().IndexOfAnyExcept(6u) < 0);
     }

@@ -29,10 +29,11 @@ public sealed class DeviceFillTests(GpuFixture gpu)
         Assert.Same(kernel, module.GetKernel(DeviceFill.KernelName));
         Assert.True(kernel.NumRegisters > 0);
         Assert.Equal(0, kernel.LocalSizeBytes);
-        Assert.True(kernel.MaxThreadsPerBlock >= DeviceFill.BlockSize);
+        var descriptor = context.Kernels.GetEntry(DeviceFill.ModuleName, DeviceFill.KernelName).Descriptor;
+        Assert.True(kernel.MaxThreadsPerBlock >= descriptor.Threads);
         if (kernel.ParameterSizeBytes is { } size)
         {
-            Assert.Equal(24, size);
+            Assert.Equal(descriptor.ParamBytes, size);
         }
 
         var ex = Assert.Throws<CudaException>(() => module.GetKernel("no_such_kernel"));

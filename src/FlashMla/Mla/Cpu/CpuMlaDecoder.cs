@@ -150,7 +150,7 @@ public sealed class CpuMlaDecoder
 
         ArgumentNullException.ThrowIfNull(output);
         ArgumentNullException.ThrowIfNull(lse);
-        ElementTypes.EnsureSupported<T>(nameof(q));
+        _ = ElementTypes.Of<T>(nameof(q));
         options ??= new MlaDecodeOptions();
 
         var shape = MlaDecodeValidation.ValidateLayouts(

@@ -40,8 +40,8 @@ public sealed class CudaMlaDecoder : IDisposable
     private readonly Lock _pendingLock = new();
     private readonly HashSet<CudaDecodePlan> _pending = [];
     private readonly CudaKernel _schedule;
-    private readonly Dictionary<(string Dtype, int Rows), DecodeVariant> _decode = [];
-    private readonly Dictionary<string, CudaKernel> _combine = new(StringComparer.Ordinal);
+    private readonly Dictionary<(ElementType Dtype, int Rows), DecodeVariant> _decode = [];
+    private readonly Dictionary<ElementType, CudaKernel> _combine = [];
     private readonly CudaStream _hostStream;
     private readonly int _maxBatch;
     private int _disposed;
@@ -80,7 +80,7 @@ public sealed class CudaMlaDecoder : IDisposable
         _schedule.SetMaxDynamicSharedMemory(scheduleLimit);
         _maxBatch = scheduleLimit / 4;
 
-        foreach (var dtype in new[] { "bf16", "fp16" })
+        foreach (var dtype in ElementTypes.All)
         {
             var limits = new Dictionary<CudaKernel, int>();
             foreach (var rows in DecodeKernelGeometry.RowsPerCtaOptions)
@@ -95,7 +95,7 @@ public sealed class CudaMlaDecoder : IDisposable
                 kernel.SetMaxDynamicSharedMemory(bytes);
             }
 
-            _combine.Add(dtype, kernels.GetKernel(DecodeKernelGeometry.CombineModule, DecodeKernelGeometry.CombineKernel(dtype)));
+            _combine.Add(dtype, kernels.GetKernel(DecodeKernelGeometry.CombineModule, DecodeKernelGeometry.CombineKernel(dtype.ShortName())));
         }
 
         _ = kernels.GetKernel(DeviceFill.ModuleName, DeviceFill.KernelName);
@@ -105,8 +105,8 @@ public sealed class CudaMlaDecoder : IDisposable
     /// <summary>The context.</summary>
     public CudaContext Context { get; }
 
-    /// <summary>The K-ring depth of the split-KV kernel used for a dtype ("bf16"/"fp16") and a row count per KV head.</summary>
-    internal int DecodeStages(string dtype, int rowsPerKvHead) => _decode[(dtype, DecodeKernelGeometry.RowsPerCta(rowsPerKvHead))].Stages;
+    /// <summary>The K-ring depth of the split-KV kernel used for an element type and a row count per KV head.</summary>
+    internal int DecodeStages(ElementType dtype, int rowsPerKvHead) => _decode[(dtype, DecodeKernelGeometry.RowsPerCta(rowsPerKvHead))].Stages;
 
     /// <summary>
     /// When true, <see cref="Decode{T}"/> waits for the stream and checks the plan's error record
@@ -255,7 +255,7 @@ public sealed class CudaMlaDecoder : IDisposable
         ArgumentNullException.ThrowIfNull(output);
         ArgumentNullException.ThrowIfNull(lse);
         ArgumentNullException.ThrowIfNull(stream);
-        var dtype = ElementTypes.NameOf<T>(nameof(q));
+        var dtype = ElementTypes.Of<T>(nameof(q));
         options ??= new MlaDecodeOptions();
         var shape = MlaDecodeValidation.ValidateLayouts(q.Layout, kCache.Layout, blockTable.Layout, cacheSeqlens.Layout, output.Layout, lse.Layout, options);
         CheckPlanMatches(plan, shape);
@@ -298,9 +298,9 @@ public sealed class CudaMlaDecoder : IDisposable
             LseBatchStride = ls[0],
             LseHeadStride = ls[1],
             Batch = shape.Batch,
-            SeqQ = shape.QueryLength,
-            HeadsQ = shape.QueryHeads,
-            HeadsKv = shape.KvHeads,
+            SQ = shape.QueryLength,
+            HQ = shape.QueryHeads,
+            HKv = shape.KvHeads,
             Group = shape.Group,
             Rows = shape.RowsPerKvHead,
             HeadDim = shape.HeadDim,
@@ -328,9 +328,9 @@ public sealed class CudaMlaDecoder : IDisposable
             LseBatchStride = ls[0],
             LseHeadStride = ls[1],
             Batch = shape.Batch,
-            SeqQ = shape.QueryLength,
-            HeadsQ = shape.QueryHeads,
-            HeadsKv = shape.KvHeads,
+            SQ = shape.QueryLength,
+            HQ = shape.QueryHeads,
+            HKv = shape.KvHeads,
             Group = shape.Group,
             Rows = shape.RowsPerKvHead,
             NumParts = plan.NumParts,
@@ -421,7 +421,7 @@ public sealed class CudaMlaDecoder : IDisposable
         ArgumentNullException.ThrowIfNull(cacheSeqlens);
         ArgumentNullException.ThrowIfNull(output);
         ArgumentNullException.ThrowIfNull(lse);
-        ElementTypes.EnsureSupported<T>(nameof(q));
+        _ = ElementTypes.Of<T>(nameof(q));
         options ??= new MlaDecodeOptions();
         var shape = MlaDecodeValidation.ValidateLayouts(q.Layout, kCache.Layout, blockTable.Layout, cacheSeqlens.Layout, output.Layout, lse.Layout, options);
         MlaDecodeValidation.ValidateSequences(shape, cacheSeqlens, blockTable);
@@ -473,7 +473,7 @@ public sealed class CudaMlaDecoder : IDisposable
     }
 
     /// <summary>The split-KV variants chosen for this device, for diagnostics: (dtype, rows per CTA) → kernel, stages, shared memory.</summary>
-    internal IReadOnlyDictionary<(string Dtype, int Rows), DecodeVariant> DecodeVariants => _decode;
+    internal IReadOnlyDictionary<(ElementType Dtype, int Rows), DecodeVariant> DecodeVariants => _decode;
 
     /// <summary>Copies contiguous row-major data into the elements of a (possibly strided) host tensor.</summary>
     internal static void ScatterContiguous<TE>(ReadOnlySpan<TE> source, HostTensor<TE> destination)
@@ -514,18 +514,18 @@ public sealed class CudaMlaDecoder : IDisposable
     /// The split-KV kernel for a dtype and a row count per CTA: the two-stage kernel of that size
     /// when its shared memory fits the device, else the one-stage 64-row kernel.
     /// </summary>
-    private static DecodeVariant SelectVariant(KernelLibrary kernels, string dtype, int rows, int optin)
+    private static DecodeVariant SelectVariant(KernelLibrary kernels, ElementType dtype, int rows, int optin)
     {
         var twoStage = DecodeKernelGeometry.DecodeSharedMemoryBytes(2, rows);
         if (twoStage <= optin)
         {
-            return new DecodeVariant(kernels.GetKernel(DecodeKernelGeometry.DecodeModule, DecodeKernelGeometry.DecodeKernel(dtype, rows, 2)), rows, 2, twoStage);
+            return new DecodeVariant(kernels.GetKernel(DecodeKernelGeometry.DecodeModule, DecodeKernelGeometry.DecodeKernel(dtype.ShortName(), rows, 2)), rows, 2, twoStage);
         }
 
         var oneStage = DecodeKernelGeometry.DecodeSharedMemoryBytes(1, DecodeKernelGeometry.BlockM);
         if (oneStage <= optin)
         {
-            return new DecodeVariant(kernels.GetKernel(DecodeKernelGeometry.DecodeModule, DecodeKernelGeometry.DecodeKernel(dtype, DecodeKernelGeometry.BlockM, 1)), DecodeKernelGeometry.BlockM, 1, oneStage);
+            return new DecodeVariant(kernels.GetKernel(DecodeKernelGeometry.DecodeModule, DecodeKernelGeometry.DecodeKernel(dtype.ShortName(), DecodeKernelGeometry.BlockM, 1)), DecodeKernelGeometry.BlockM, 1, oneStage);
         }
 
         throw new NotSupportedException(

@@ -2,12 +2,12 @@ using System.Runtime.InteropServices;
 
 namespace FlashMla.Mla.Cuda;
 
-// The by-value parameter structs of the decode kernels, field for field as the C structs of
-// docs/architecture.md ("Kernel ABI"): 64-bit pointers (ulong), then 64-bit strides (long), then
-// 32-bit fields (int, float); padded to 8 bytes. Strides are in elements. CudaKernel.Launch checks
-// each struct's size against the kernel's parameter size when the driver reports it (CUDA ≥ 12.4).
+// The C# mirrors of the decode kernels' structs in kernels/include/decode_abi.cuh, field for field
+// and with the same names (C's snake_case in PascalCase). The tests compare each with the layout
+// the modules export (fmla_abi_<Name>); KernelEntry.Launch checks the name and size against the
+// kernel's descriptor, and CudaKernel.Launch the size against the driver's parameter size.
 
-/// <summary><c>ScheduleParams</c> of <c>mla_decode_schedule</c> (decode_schedule.cu). 48 bytes.</summary>
+/// <summary><c>ScheduleParams</c> of <c>mla_decode_schedule</c> (decode_schedule.cu).</summary>
 [StructLayout(LayoutKind.Sequential)]
 internal struct ScheduleParams
 {
@@ -32,7 +32,7 @@ internal struct ScheduleParams
     public int Pad;
 }
 
-/// <summary><c>DecodeParams</c> of <c>mla_decode_splitkv_bf16/fp16</c> (decode_splitkv.cu). 240 bytes.</summary>
+/// <summary><c>DecodeParams</c>, the parameters every decode path's split-KV kernels take (or begin with).</summary>
 [StructLayout(LayoutKind.Sequential)]
 internal struct DecodeParams
 {
@@ -67,9 +67,9 @@ internal struct DecodeParams
     public long LseHeadStride;
 
     public int Batch;
-    public int SeqQ;
-    public int HeadsQ;
-    public int HeadsKv;
+    public int SQ;
+    public int HQ;
+    public int HKv;
 
     /// <summary>h_q / h_kv.</summary>
     public int Group;
@@ -92,7 +92,7 @@ internal struct DecodeParams
     public int Pad;
 }
 
-/// <summary><c>CombineParams</c> of <c>mla_decode_combine_bf16/fp16</c> (decode_combine.cu). 112 bytes.</summary>
+/// <summary><c>CombineParams</c> of <c>mla_decode_combine_bf16/fp16</c> (decode_combine.cu).</summary>
 [StructLayout(LayoutKind.Sequential)]
 internal struct CombineParams
 {
@@ -109,9 +109,9 @@ internal struct CombineParams
     public long LseHeadStride;
 
     public int Batch;
-    public int SeqQ;
-    public int HeadsQ;
-    public int HeadsKv;
+    public int SQ;
+    public int HQ;
+    public int HKv;
     public int Group;
     public int Rows;
 
@@ -119,4 +119,30 @@ internal struct CombineParams
     public int NumParts;
 
     public int Pad;
+}
+
+/// <summary>
+/// <c>ErrorRecord</c>: the error record of guarded inputs (int32[4]) that the kernels fill with
+/// atomics and the host checks at the synchronization point.
+/// </summary>
+[StructLayout(LayoutKind.Sequential)]
+internal struct ErrorRecord
+{
+    /// <summary>The <see cref="Flags"/> bit of a launch with too little dynamic shared memory (<c>kErrorSharedMemory</c>); bits 0 and 1 are <see cref="MlaInputError"/> values.</summary>
+    public const int SharedMemoryFlag = 4;
+
+    /// <summary>ErrorFlag bits.</summary>
+    public int Flags;
+
+    /// <summary>The lowest request with a bad length, or <see cref="int.MaxValue"/>.</summary>
+    public int BadSeqlenRequest;
+
+    /// <summary>The lowest request with a bad block id, or <see cref="int.MaxValue"/>.</summary>
+    public int BadBlockRequest;
+
+    /// <summary>The most dynamic shared memory a short launch needed, or 0.</summary>
+    public int SharedMemoryNeeded;
+
+    /// <summary>The value the host initialises the record with: no flags, no offending request.</summary>
+    public static ErrorRecord Clean => new() { BadSeqlenRequest = int.MaxValue, BadBlockRequest = int.MaxValue };
 }

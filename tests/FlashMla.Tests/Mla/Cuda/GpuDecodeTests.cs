@@ -129,7 +129,7 @@ public abstract class GpuDecodeTests<T>(GpuFixture gpu)
         _ = gpu.RequireDecoder();
         using var decoder = new CudaMlaDecoder(gpu.RequireContext(), Sm80OptinLimit);
         var dtype = TensorTestUtil.DTypeName<T>();
-        Assert.Equal(1, decoder.DecodeStages(dtype, queryLength * (queryHeads / kvHeads)));
+        Assert.Equal(1, decoder.DecodeStages(ElementTypes.Of<T>("T"), queryLength * (queryHeads / kvHeads)));
         var gridCase = new GridCase(batch, queryLength, seqlenK, queryHeads, kvHeads, true, causal, pageBlockSize);
         RunHostAndCheck(decoder, gridCase.ToSpec(TestSeeds.Next($"GpuOneStage/{gridCase}/{dtype}")));
     }
