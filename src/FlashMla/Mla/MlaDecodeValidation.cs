@@ -155,6 +155,73 @@ public static class MlaDecodeValidation
     }
 
     /// <summary>
+    /// Checks a decode call's element types and layouts and returns its problem: the element types
+    /// of q, the KV cache and the output must be attention element types (ParamName <c>q</c>,
+    /// <c>kCache</c>, <c>output</c>), the layouts must pass <see cref="ValidateLayouts"/>, and the
+    /// KV format must describe the cache tensor (its element type, its head dimension = q's).
+    /// Whether a backend supports the combination of types is the backend's question.
+    /// </summary>
+    /// <typeparam name="TQ">q's .NET element type.</typeparam>
+    /// <typeparam name="TKv">The cache tensor's .NET element type.</typeparam>
+    /// <typeparam name="TOut">The output's .NET element type.</typeparam>
+    /// <param name="q">q's layout, [b, s_q, h_q, d].</param>
+    /// <param name="kCache">The cache's layout, [num_blocks, page_block_size, h_kv, elements per token].</param>
+    /// <param name="kvFormat">The cache's format.</param>
+    /// <param name="blockTable">The block table's layout.</param>
+    /// <param name="cacheSeqlens">The lengths' layout.</param>
+    /// <param name="output">The output's layout.</param>
+    /// <param name="lse">The LSE's layout.</param>
+    /// <param name="options">The options.</param>
+    /// <returns>The problem.</returns>
+    /// <exception cref="ArgumentException">An element type, a layout or the format is invalid.</exception>
+    public static MlaDecodeProblem ValidateProblem<TQ, TKv, TOut>(
+        TensorLayout q,
+        TensorLayout kCache,
+        KvCacheFormat kvFormat,
+        TensorLayout blockTable,
+        TensorLayout cacheSeqlens,
+        TensorLayout output,
+        TensorLayout lse,
+        MlaDecodeOptions options)
+        where TQ : unmanaged
+        where TKv : unmanaged
+        where TOut : unmanaged
+    {
+        var queryType = ElementTypes.Of<TQ>(nameof(q));
+        var storageType = ElementTypes.Of<TKv>(nameof(kCache));
+        var outputType = ElementTypes.Of<TOut>(nameof(output));
+        ArgumentNullException.ThrowIfNull(kvFormat, nameof(kCache));
+        var shape = ValidateLayouts(q, kCache, blockTable, cacheSeqlens, output, lse, options);
+        if (storageType != kvFormat.ElementType)
+        {
+            throw new ArgumentException(
+                $"kCache holds {storageType.ShortName()} elements but its format is {kvFormat} ({kvFormat.ElementType.ShortName()}).", nameof(kCache));
+        }
+
+        if (kvFormat.HeadDim != shape.HeadDim || kvFormat.ElementsPerToken != kCache.Shape[3])
+        {
+            throw new ArgumentException(
+                $"kCache's format {kvFormat} stores {kvFormat.ElementsPerToken} elements per token for head dimension {kvFormat.HeadDim}; q has head dimension {shape.HeadDim} and kCache's last dimension is {kCache.Shape[3]}.",
+                nameof(kCache));
+        }
+
+        return new MlaDecodeProblem(shape, queryType, kvFormat, outputType, kCache);
+    }
+
+    /// <summary>
+    /// The format of a dense cache tensor of <typeparamref name="TKv"/> (its head dimension from
+    /// its last dimension), for the overloads that take a plain tensor. q's element type is
+    /// checked first, so that errors name the parameters in the order <see cref="ValidateProblem{TQ, TKv, TOut}"/> does.
+    /// </summary>
+    internal static KvCacheFormat DenseFormat<TQ, TKv>(TensorLayout kCache)
+        where TQ : unmanaged
+        where TKv : unmanaged
+    {
+        _ = ElementTypes.Of<TQ>("q");
+        return KvCacheFormat.DenseOf<TKv>(kCache);
+    }
+
+    /// <summary>
     /// Checks host-visible sequence data: every length is in <c>[0, max_blocks_per_seq · page_block_size]</c>
     /// and the block ids of the pages in use (the first <c>ceil(seqlen / page_block_size)</c> entries
     /// of each row) are in <c>[0, num_blocks)</c>. Entries past a request's last page are not read.
@@ -192,19 +259,7 @@ public static class MlaDecodeValidation
         for (var i = 0; i < shape.Batch; i++)
         {
             var seqlen = seqlens[(int)(i * seqStride)];
-            if (seqlen < 0)
-            {
-                throw new ArgumentOutOfRangeException(
-                    nameof(cacheSeqlens),
-                    $"cacheSeqlens[{i}] = {seqlen} is negative; sequence lengths must be in [0, {capacity}] (max_blocks_per_seq {shape.MaxBlocksPerSequence} × page_block_size {shape.PageBlockSize}).");
-            }
-
-            if (seqlen > capacity)
-            {
-                throw new ArgumentOutOfRangeException(
-                    nameof(cacheSeqlens),
-                    $"cacheSeqlens[{i}] = {seqlen} exceeds the block table's capacity {capacity} (max_blocks_per_seq {shape.MaxBlocksPerSequence} × page_block_size {shape.PageBlockSize}).");
-            }
+            CheckSequenceLength(i, seqlen, shape.MaxBlocksPerSequence, shape.PageBlockSize);
 
             var pagesInUse = (int)(((long)seqlen + shape.PageBlockSize - 1) / shape.PageBlockSize);
             for (var j = 0; j < pagesInUse; j++)
@@ -217,6 +272,40 @@ public static class MlaDecodeValidation
                         $"blockTable[{i}, {j}] = {id} is not a valid block id: ids of pages in use must be in [0, {shape.NumBlocks}) (num_blocks of kCache). Request {i} has seqlen {seqlen}, so its first {pagesInUse} page(s) of {shape.PageBlockSize} tokens are in use.");
                 }
             }
+        }
+    }
+
+    /// <summary>
+    /// Checks that every length is in <c>[0, max_blocks_per_seq · page_block_size]</c> (what
+    /// <c>UpdatePlan</c> checks on the host; ParamName <c>cacheSeqlens</c>).
+    /// </summary>
+    /// <param name="seqlens">The lengths.</param>
+    /// <param name="maxBlocksPerSequence">Block-table columns.</param>
+    /// <param name="pageBlockSize">Tokens per page.</param>
+    /// <exception cref="ArgumentOutOfRangeException">A length is out of range.</exception>
+    internal static void ValidateSequenceLengths(ReadOnlySpan<int> seqlens, int maxBlocksPerSequence, int pageBlockSize)
+    {
+        for (var i = 0; i < seqlens.Length; i++)
+        {
+            CheckSequenceLength(i, seqlens[i], maxBlocksPerSequence, pageBlockSize);
+        }
+    }
+
+    private static void CheckSequenceLength(int request, int seqlen, int maxBlocksPerSequence, int pageBlockSize)
+    {
+        var capacity = (long)maxBlocksPerSequence * pageBlockSize;
+        if (seqlen < 0)
+        {
+            throw new ArgumentOutOfRangeException(
+                "cacheSeqlens",
+                $"cacheSeqlens[{request}] = {seqlen} is negative; sequence lengths must be in [0, {capacity}] (max_blocks_per_seq {maxBlocksPerSequence} × page_block_size {pageBlockSize}).");
+        }
+
+        if (seqlen > capacity)
+        {
+            throw new ArgumentOutOfRangeException(
+                "cacheSeqlens",
+                $"cacheSeqlens[{request}] = {seqlen} exceeds the block table's capacity {capacity} (max_blocks_per_seq {maxBlocksPerSequence} × page_block_size {pageBlockSize}).");
         }
     }
 

@@ -45,6 +45,114 @@ public sealed class CpuMlaDecoder
     private int EffectiveParallelism => MaxDegreeOfParallelism > 0 ? MaxDegreeOfParallelism : Environment.ProcessorCount;
 
     /// <summary>
+    /// Creates a plan for decodes of one shape. Its number of parts keeps all threads busy (about
+    /// four tasks per thread over parts × KV heads). Call <see cref="UpdatePlan"/> before decoding.
+    /// </summary>
+    /// <param name="batch">b (≥ 1).</param>
+    /// <param name="queryLength">s_q (≥ 1).</param>
+    /// <param name="queryHeads">h_q (≥ 1).</param>
+    /// <param name="kvHeads">h_kv (≥ 1, divides h_q).</param>
+    /// <returns>The plan.</returns>
+    public CpuDecodePlan CreatePlan(int batch, int queryLength, int queryHeads, int kvHeads)
+    {
+        MlaDecodePlan.ValidateDimensions(batch, queryLength, queryHeads, kvHeads);
+        return new CpuDecodePlan(batch, queryLength, queryHeads, kvHeads, PartsForCpu(kvHeads));
+    }
+
+    /// <summary>
+    /// Computes the plan's schedule for a step's sequence lengths and records the page geometry
+    /// that the step's decodes must use.
+    /// </summary>
+    /// <param name="plan">The plan.</param>
+    /// <param name="cacheSeqlens">Sequence lengths, [b] (any stride), each in <c>[0, max_blocks_per_seq · page_block_size]</c>.</param>
+    /// <param name="maxBlocksPerSequence">Columns of the block table (≥ 1).</param>
+    /// <param name="pageBlockSize">Tokens per page (≥ 1).</param>
+    /// <exception cref="ArgumentException">A length is out of range, or the tensor does not have the plan's batch.</exception>
+    public void UpdatePlan(CpuDecodePlan plan, HostTensor<int> cacheSeqlens, int maxBlocksPerSequence, int pageBlockSize)
+    {
+        ArgumentNullException.ThrowIfNull(plan);
+        ArgumentNullException.ThrowIfNull(cacheSeqlens);
+        var geometry = PlanGeometry.Validate(maxBlocksPerSequence, pageBlockSize);
+        var layout = cacheSeqlens.Layout;
+        if (layout.Rank != 1 || layout.Shape[0] != plan.Batch)
+        {
+            throw new ArgumentException($"cacheSeqlens must have shape [{plan.Batch}] (the plan's batch); got {TensorLayout.FormatDims(layout.Shape)}.", nameof(cacheSeqlens));
+        }
+
+        var seqlens = ReadSeqlens(cacheSeqlens);
+        MlaDecodeValidation.ValidateSequenceLengths(seqlens, geometry.MaxBlocksPerSequence, geometry.PageBlockSize);
+        plan.Update(geometry, DecodeSchedule.Compute(seqlens, plan.NumParts));
+    }
+
+    /// <summary>
+    /// Decodes one layer with a plan updated for these sequence lengths and this page geometry.
+    /// </summary>
+    /// <typeparam name="TQ">q's element type: <see cref="BFloat16"/> or <see cref="Half"/>.</typeparam>
+    /// <typeparam name="TKv">The cache's storage element type.</typeparam>
+    /// <typeparam name="TOut">The output's element type: <see cref="BFloat16"/> or <see cref="Half"/>.</typeparam>
+    /// <param name="q">Queries, [b, s_q, h_q, d], d ∈ {576, 512}; the last dimension contiguous.</param>
+    /// <param name="kCache">Paged KV cache, [num_blocks, page_block_size, h_kv, d], and its format; V is the first 512 columns.</param>
+    /// <param name="blockTable">Page ids, [b, max_blocks_per_seq].</param>
+    /// <param name="cacheSeqlens">Sequence lengths, [b]; the ones <see cref="UpdatePlan"/> saw.</param>
+    /// <param name="plan">The plan.</param>
+    /// <param name="output">Receives the attention output, [b, s_q, h_q, 512].</param>
+    /// <param name="lse">Receives the natural-log log-sum-exp of the scaled scores, [b, h_q, s_q].</param>
+    /// <param name="options">Options; null means the defaults.</param>
+    /// <exception cref="ArgumentException">An argument is invalid (see <see cref="MlaDecodeValidation"/>), or the plan does not fit the call (ParamName <c>plan</c>); nothing has been written.</exception>
+    public void Decode<TQ, TKv, TOut>(
+        HostTensor<TQ> q,
+        HostKvCache<TKv> kCache,
+        HostTensor<int> blockTable,
+        HostTensor<int> cacheSeqlens,
+        CpuDecodePlan plan,
+        HostTensor<TOut> output,
+        HostTensor<float> lse,
+        MlaDecodeOptions? options = null)
+        where TQ : unmanaged
+        where TKv : unmanaged
+        where TOut : unmanaged
+    {
+        ArgumentNullException.ThrowIfNull(kCache);
+        ArgumentNullException.ThrowIfNull(plan);
+        var (problem, resolved) = Validate(q, kCache.Blocks, kCache.Format, blockTable, cacheSeqlens, output, lse, options);
+        plan.CheckMatches(problem.Shape);
+        var seqlens = ValidateSequences(problem.Shape, cacheSeqlens, blockTable);
+        var schedule = plan.Schedule!;
+        CheckScheduleMatches(schedule, problem.Shape, seqlens, nameof(plan));
+        Run(problem, resolved, q, kCache.Blocks, blockTable, seqlens, schedule, output, lse);
+    }
+
+    /// <summary>Decodes one layer of a dense cache (its format from <typeparamref name="TKv"/> and its last dimension) with a plan.</summary>
+    /// <typeparam name="TQ">q's element type.</typeparam>
+    /// <typeparam name="TKv">The cache's element type.</typeparam>
+    /// <typeparam name="TOut">The output's element type.</typeparam>
+    /// <param name="q">Queries, [b, s_q, h_q, d].</param>
+    /// <param name="kCache">Paged KV cache, [num_blocks, page_block_size, h_kv, d].</param>
+    /// <param name="blockTable">Page ids, [b, max_blocks_per_seq].</param>
+    /// <param name="cacheSeqlens">Sequence lengths, [b].</param>
+    /// <param name="plan">The plan.</param>
+    /// <param name="output">Receives the output, [b, s_q, h_q, 512].</param>
+    /// <param name="lse">Receives the LSE, [b, h_q, s_q].</param>
+    /// <param name="options">Options; null means the defaults.</param>
+    public void Decode<TQ, TKv, TOut>(
+        HostTensor<TQ> q,
+        HostTensor<TKv> kCache,
+        HostTensor<int> blockTable,
+        HostTensor<int> cacheSeqlens,
+        CpuDecodePlan plan,
+        HostTensor<TOut> output,
+        HostTensor<float> lse,
+        MlaDecodeOptions? options = null)
+        where TQ : unmanaged
+        where TKv : unmanaged
+        where TOut : unmanaged
+    {
+        ArgumentNullException.ThrowIfNull(q);
+        ArgumentNullException.ThrowIfNull(kCache);
+        Decode(q, new HostKvCache<TKv>(kCache, MlaDecodeValidation.DenseFormat<TQ, TKv>(kCache.Layout)), blockTable, cacheSeqlens, plan, output, lse, options);
+    }
+
+    /// <summary>
     /// Computes a schedule for this decoder: <see cref="DecodeSchedule.Compute"/> with a number of
     /// parts that keeps all threads busy (about four tasks per thread over parts × KV heads).
     /// </summary>
@@ -77,9 +185,12 @@ public sealed class CpuMlaDecoder
     }
 
     /// <summary>
-    /// Decodes with a schedule computed by <see cref="CreateSchedule"/>.
+    /// Decodes in one call: validates everything, computes a schedule for these lengths and decodes
+    /// (a plan created, updated and used once).
     /// </summary>
-    /// <typeparam name="T"><see cref="BFloat16"/> or <see cref="Half"/>.</typeparam>
+    /// <typeparam name="TQ">q's element type: <see cref="BFloat16"/> or <see cref="Half"/>.</typeparam>
+    /// <typeparam name="TKv">The cache's element type.</typeparam>
+    /// <typeparam name="TOut">The output's element type.</typeparam>
     /// <param name="q">Queries, [b, s_q, h_q, d], d ∈ {576, 512}; the last dimension contiguous.</param>
     /// <param name="kCache">Paged KV cache, [num_blocks, page_block_size, h_kv, d]; V is its first 512 columns.</param>
     /// <param name="blockTable">Page ids, [b, max_blocks_per_seq].</param>
@@ -89,21 +200,25 @@ public sealed class CpuMlaDecoder
     /// <param name="options">Options; null means the defaults.</param>
     /// <exception cref="ArgumentException">An argument is invalid (see <see cref="MlaDecodeValidation"/>);
     /// nothing has been written.</exception>
-    public void Decode<T>(
-        HostTensor<T> q,
-        HostTensor<T> kCache,
+    public void Decode<TQ, TKv, TOut>(
+        HostTensor<TQ> q,
+        HostTensor<TKv> kCache,
         HostTensor<int> blockTable,
         HostTensor<int> cacheSeqlens,
-        HostTensor<T> output,
+        HostTensor<TOut> output,
         HostTensor<float> lse,
         MlaDecodeOptions? options = null)
-        where T : unmanaged
-        => DecodeCore(q, kCache, blockTable, cacheSeqlens, null, output, lse, options, scheduleGiven: false);
+        where TQ : unmanaged
+        where TKv : unmanaged
+        where TOut : unmanaged
+        => DecodeWithSchedule(q, kCache, blockTable, cacheSeqlens, null, output, lse, options);
 
     /// <summary>
     /// Decodes with a given schedule, which must have been computed for the same sequence lengths.
     /// </summary>
-    /// <typeparam name="T"><see cref="BFloat16"/> or <see cref="Half"/>.</typeparam>
+    /// <typeparam name="TQ">q's element type: <see cref="BFloat16"/> or <see cref="Half"/>.</typeparam>
+    /// <typeparam name="TKv">The cache's element type.</typeparam>
+    /// <typeparam name="TOut">The output's element type.</typeparam>
     /// <param name="q">Queries, [b, s_q, h_q, d], d ∈ {576, 512}; the last dimension contiguous.</param>
     /// <param name="kCache">Paged KV cache, [num_blocks, page_block_size, h_kv, d]; V is its first 512 columns.</param>
     /// <param name="blockTable">Page ids, [b, max_blocks_per_seq].</param>
@@ -115,76 +230,134 @@ public sealed class CpuMlaDecoder
     /// <exception cref="ArgumentException">An argument is invalid (see <see cref="MlaDecodeValidation"/>),
     /// or the schedule does not match the batch or the lengths (ParamName <c>schedule</c>); nothing
     /// has been written.</exception>
-    public void Decode<T>(
-        HostTensor<T> q,
-        HostTensor<T> kCache,
+    public void Decode<TQ, TKv, TOut>(
+        HostTensor<TQ> q,
+        HostTensor<TKv> kCache,
         HostTensor<int> blockTable,
         HostTensor<int> cacheSeqlens,
         DecodeSchedule schedule,
-        HostTensor<T> output,
+        HostTensor<TOut> output,
         HostTensor<float> lse,
         MlaDecodeOptions? options = null)
-        where T : unmanaged
-        => DecodeCore(q, kCache, blockTable, cacheSeqlens, schedule, output, lse, options, scheduleGiven: true);
-
-    private void DecodeCore<T>(
-        HostTensor<T> q,
-        HostTensor<T> kCache,
-        HostTensor<int> blockTable,
-        HostTensor<int> cacheSeqlens,
-        DecodeSchedule? schedule,
-        HostTensor<T> output,
-        HostTensor<float> lse,
-        MlaDecodeOptions? options,
-        bool scheduleGiven)
-        where T : unmanaged
+        where TQ : unmanaged
+        where TKv : unmanaged
+        where TOut : unmanaged
     {
         ArgumentNullException.ThrowIfNull(q);
         ArgumentNullException.ThrowIfNull(kCache);
         ArgumentNullException.ThrowIfNull(blockTable);
         ArgumentNullException.ThrowIfNull(cacheSeqlens);
-        if (scheduleGiven)
-        {
-            ArgumentNullException.ThrowIfNull(schedule);
-        }
+        ArgumentNullException.ThrowIfNull(schedule);
+        DecodeWithSchedule(q, kCache, blockTable, cacheSeqlens, schedule, output, lse, options);
+    }
 
+    private static (MlaDecodeProblem Problem, MlaDecodeOptions Options) Validate<TQ, TKv, TOut>(
+        HostTensor<TQ> q,
+        HostTensor<TKv> kCache,
+        KvCacheFormat kvFormat,
+        HostTensor<int> blockTable,
+        HostTensor<int> cacheSeqlens,
+        HostTensor<TOut> output,
+        HostTensor<float> lse,
+        MlaDecodeOptions? options)
+        where TQ : unmanaged
+        where TKv : unmanaged
+        where TOut : unmanaged
+    {
+        ArgumentNullException.ThrowIfNull(q);
+        ArgumentNullException.ThrowIfNull(kCache);
+        ArgumentNullException.ThrowIfNull(blockTable);
+        ArgumentNullException.ThrowIfNull(cacheSeqlens);
         ArgumentNullException.ThrowIfNull(output);
         ArgumentNullException.ThrowIfNull(lse);
-        _ = ElementTypes.Of<T>(nameof(q));
         options ??= new MlaDecodeOptions();
+        var problem = MlaDecodeValidation.ValidateProblem<TQ, TKv, TOut>(
+            q.Layout, kCache.Layout, kvFormat, blockTable.Layout, cacheSeqlens.Layout, output.Layout, lse.Layout, options);
+        return (problem, options);
+    }
 
-        var shape = MlaDecodeValidation.ValidateLayouts(
-            q.Layout, kCache.Layout, blockTable.Layout, cacheSeqlens.Layout, output.Layout, lse.Layout, options);
-        if (schedule is not null && schedule.NumSplits.Length != shape.Batch + 1)
+    private static int[] ValidateSequences(MlaDecodeShape shape, HostTensor<int> cacheSeqlens, HostTensor<int> blockTable)
+    {
+        MlaDecodeValidation.ValidateSequences(shape, cacheSeqlens, blockTable);
+        return ReadSeqlens(cacheSeqlens);
+    }
+
+    /// <summary>Checks that a schedule covers the batch (ParamName <paramref name="paramName"/>).</summary>
+    private static void CheckScheduleBatch(DecodeSchedule schedule, MlaDecodeShape shape, string paramName)
+    {
+        if (schedule.NumSplits.Length != shape.Batch + 1)
         {
             throw new ArgumentException(
                 $"The schedule was computed for {schedule.NumSplits.Length - 1} request(s) (num_splits has {schedule.NumSplits.Length} entries) but the batch has {shape.Batch} (expected {shape.Batch + 1} entries).",
-                nameof(schedule));
+                paramName);
+        }
+    }
+
+    /// <summary>Checks that a schedule covers the batch and these lengths (ParamName <paramref name="paramName"/>).</summary>
+    private static void CheckScheduleMatches(DecodeSchedule schedule, MlaDecodeShape shape, int[] seqlens, string paramName)
+    {
+        CheckScheduleBatch(schedule, shape, paramName);
+        var blocks = schedule.BlockCounts;
+        for (var i = 0; i < shape.Batch; i++)
+        {
+            var expected = (seqlens[i] + DecodeSchedule.BlockSizeN - 1) / DecodeSchedule.BlockSizeN;
+            if (blocks[i] != expected)
+            {
+                throw new ArgumentException(
+                    $"The schedule does not match cacheSeqlens: it covers {blocks[i]} block(s) of {DecodeSchedule.BlockSizeN} tokens for request {i}, but cacheSeqlens[{i}] = {seqlens[i]} needs {expected}.",
+                    paramName);
+            }
+        }
+    }
+
+    private void DecodeWithSchedule<TQ, TKv, TOut>(
+        HostTensor<TQ> q,
+        HostTensor<TKv> kCache,
+        HostTensor<int> blockTable,
+        HostTensor<int> cacheSeqlens,
+        DecodeSchedule? schedule,
+        HostTensor<TOut> output,
+        HostTensor<float> lse,
+        MlaDecodeOptions? options)
+        where TQ : unmanaged
+        where TKv : unmanaged
+        where TOut : unmanaged
+    {
+        ArgumentNullException.ThrowIfNull(q);
+        ArgumentNullException.ThrowIfNull(kCache);
+        var (problem, resolved) = Validate(q, kCache, MlaDecodeValidation.DenseFormat<TQ, TKv>(kCache.Layout), blockTable, cacheSeqlens, output, lse, options);
+        if (schedule is not null)
+        {
+            CheckScheduleBatch(schedule, problem.Shape, nameof(schedule));
         }
 
-        MlaDecodeValidation.ValidateSequences(shape, cacheSeqlens, blockTable);
-        var seqlens = ReadSeqlens(cacheSeqlens);
+        var seqlens = ValidateSequences(problem.Shape, cacheSeqlens, blockTable);
         if (schedule is null)
         {
-            schedule = DecodeSchedule.Compute(seqlens, PartsForCpu(shape.KvHeads));
+            schedule = DecodeSchedule.Compute(seqlens, PartsForCpu(problem.Shape.KvHeads));
         }
         else
         {
-            var blocks = schedule.BlockCounts;
-            for (var i = 0; i < shape.Batch; i++)
-            {
-                var expected = (seqlens[i] + DecodeSchedule.BlockSizeN - 1) / DecodeSchedule.BlockSizeN;
-                if (blocks[i] != expected)
-                {
-                    throw new ArgumentException(
-                        $"The schedule does not match cacheSeqlens: it covers {blocks[i]} block(s) of {DecodeSchedule.BlockSizeN} tokens for request {i}, but cacheSeqlens[{i}] = {seqlens[i]} needs {expected}.",
-                        nameof(schedule));
-                }
-            }
+            CheckScheduleMatches(schedule, problem.Shape, seqlens, nameof(schedule));
         }
 
-        new DecodeRun<T>(this, shape, options, q, kCache, blockTable, seqlens, schedule, output, lse).Execute();
+        Run(problem, resolved, q, kCache, blockTable, seqlens, schedule, output, lse);
     }
+
+    private void Run<TQ, TKv, TOut>(
+        MlaDecodeProblem problem,
+        MlaDecodeOptions options,
+        HostTensor<TQ> q,
+        HostTensor<TKv> kCache,
+        HostTensor<int> blockTable,
+        int[] seqlens,
+        DecodeSchedule schedule,
+        HostTensor<TOut> output,
+        HostTensor<float> lse)
+        where TQ : unmanaged
+        where TKv : unmanaged
+        where TOut : unmanaged =>
+        new DecodeRun<TQ, TKv, TOut>(this, problem.Shape, options, q, kCache, blockTable, seqlens, schedule, output, lse).Execute();
 
     private int PartsForCpu(int kvHeads)
     {
@@ -207,19 +380,21 @@ public sealed class CpuMlaDecoder
     }
 
     /// <summary>The state of one decode call.</summary>
-    private sealed class DecodeRun<T>
-        where T : unmanaged
+    private sealed class DecodeRun<TQ, TKv, TOut>
+        where TQ : unmanaged
+        where TKv : unmanaged
+        where TOut : unmanaged
     {
         private readonly CpuMlaDecoder _owner;
         private readonly MlaDecodeShape _shape;
         private readonly bool _causal;
         private readonly float _scaleLog2;
-        private readonly HostTensor<T> _q;
-        private readonly HostTensor<T> _kCache;
+        private readonly HostTensor<TQ> _q;
+        private readonly HostTensor<TKv> _kCache;
         private readonly HostTensor<int> _blockTable;
         private readonly int[] _seqlens;
         private readonly DecodeSchedule _schedule;
-        private readonly HostTensor<T> _output;
+        private readonly HostTensor<TOut> _output;
         private readonly HostTensor<float> _lse;
         private readonly int _rows;
 
@@ -232,12 +407,12 @@ public sealed class CpuMlaDecoder
             CpuMlaDecoder owner,
             MlaDecodeShape shape,
             MlaDecodeOptions options,
-            HostTensor<T> q,
-            HostTensor<T> kCache,
+            HostTensor<TQ> q,
+            HostTensor<TKv> kCache,
             HostTensor<int> blockTable,
             int[] seqlens,
             DecodeSchedule schedule,
-            HostTensor<T> output,
+            HostTensor<TOut> output,
             HostTensor<float> lse)
         {
             _owner = owner;
@@ -350,7 +525,7 @@ public sealed class CpuMlaDecoder
                 var token = r / group;
                 var head = (kvHead * group) + (r % group);
                 var offset = (int)qLayout.OffsetOf(request, token, head, 0);
-                FloatConversions.ToSingle<T>(qSpan.Slice(offset, d), qf.Slice(r * d, d));
+                FloatConversions.ToSingle<TQ>(qSpan.Slice(offset, d), qf.Slice(r * d, d));
                 rowMax[r] = float.NegativeInfinity;
                 rowSum[r] = 0f;
                 visible[r] = _causal ? Math.Clamp(seqlen - sq + token + 1, 0, seqlen) : seqlen;
@@ -384,7 +559,7 @@ public sealed class CpuMlaDecoder
                     var t = blockStart + j;
                     var page = btSpan[(int)(btRow + ((t / pageSize) * btCol))];
                     var offset = (page * kBlockStride) + ((t % pageSize) * kRowStride) + kHeadOffset;
-                    FloatConversions.ToSingle<T>(kSpan.Slice((int)offset, d), keys.Slice(j * d, d));
+                    FloatConversions.ToSingle<TKv>(kSpan.Slice((int)offset, d), keys.Slice(j * d, d));
                 }
 
                 for (var r = 0; r < rows; r++)
@@ -456,7 +631,7 @@ public sealed class CpuMlaDecoder
                 else
                 {
                     var offset = (int)outputLayout.OffsetOf(request, token, head, 0);
-                    FloatConversions.FromSingle<T>(accRow, outputSpan.Slice(offset, HeadDimVFixed));
+                    FloatConversions.FromSingle<TOut>(accRow, outputSpan.Slice(offset, HeadDimVFixed));
                     lseSpan[(int)lseLayout.OffsetOf(request, head, token)] =
                         sum > 0f ? lse2 * Ln2 : float.PositiveInfinity;
                 }
@@ -517,7 +692,7 @@ public sealed class CpuMlaDecoder
                     }
 
                     var offset = (int)outputLayout.OffsetOf(request, token, head, 0);
-                    FloatConversions.FromSingle<T>(row, outputSpan.Slice(offset, HeadDimVFixed));
+                    FloatConversions.FromSingle<TOut>(row, outputSpan.Slice(offset, HeadDimVFixed));
                     lseSpan[(int)lseLayout.OffsetOf(request, head, token)] = lseNatural;
                 }
             }
