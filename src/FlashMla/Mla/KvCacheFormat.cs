@@ -28,6 +28,9 @@ public sealed record KvCacheFormat
     /// <summary>The q/k head dimension: 576 or 512.</summary>
     public int HeadDim { get; }
 
+    /// <summary>Whether every value is stored as an <see cref="ElementType"/> element, unscaled (true for every format today).</summary>
+    public bool IsDense => true;
+
     /// <summary>Storage elements per token and KV head: the cache tensor's last dimension (<see cref="HeadDim"/> for dense formats).</summary>
     public int ElementsPerToken => HeadDim;
 

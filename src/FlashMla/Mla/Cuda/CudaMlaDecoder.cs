@@ -1,4 +1,3 @@
-using System.Globalization;
 using FlashMla.Cuda;
 using FlashMla.Kernels;
 using FlashMla.Numerics;
@@ -9,15 +8,23 @@ namespace FlashMla.Mla.Cuda;
 /// <summary>
 /// MLA decoding on a CUDA GPU with the semantics of FlashMLA's dense
 /// <c>flash_mla_with_kvcache</c> (see docs/architecture.md): a schedule kernel splits the KV work
-/// into parts, a split-KV kernel computes partial attention per part, and a combine kernel merges
-/// the partial results of split requests.
+/// into parts, a split-KV kernel of one of the registered kernel paths computes partial attention
+/// per part, and a combine kernel merges the partial results of split requests.
 /// </summary>
 /// <remarks>
 /// <para>
 /// <b>Use.</b> Create a plan for a shape with <see cref="CreatePlan"/>; for each step, enqueue
-/// <see cref="UpdatePlan"/> (whenever the sequence lengths changed) and <see cref="Decode{T}"/> on a
-/// stream. Both are asynchronous, never read device data back on the host, and can be captured
-/// into a CUDA graph. <see cref="DecodeHost{T}"/> is a synchronous convenience over host tensors.
+/// <see cref="UpdatePlan"/> (whenever the sequence lengths changed; the page geometry enters
+/// here) and, for each layer, a decode on a stream. Both are asynchronous, never read device data
+/// back on the host, and can be captured into a CUDA graph.
+/// <see cref="DecodeHost{TQ, TKv, TOut}(HostTensor{TQ}, HostTensor{TKv}, HostTensor{int}, HostTensor{int}, HostTensor{TOut}, HostTensor{float}, MlaDecodeOptions?)"/>
+/// is a synchronous convenience over host tensors.
+/// </para>
+/// <para>
+/// <b>Kernel paths.</b> A call runs on the first registered path (<see cref="KernelPaths"/>,
+/// most specialised first) that is available on the device and supports the call's shape,
+/// element types and KV format; <see cref="DescribeKernel"/> says which kernel that is. A call no
+/// path supports is rejected before anything is enqueued, naming the parameter.
 /// </para>
 /// <para>
 /// <b>Guarded inputs.</b> Sequence lengths and block ids live on the device, so only the kernels
@@ -26,9 +33,9 @@ namespace FlashMla.Mla.Cuda;
 /// page) and recorded in the plan's error record. The record is checked at the synchronization
 /// point: <see cref="Synchronize(CudaStream)"/> waits for the stream and raises
 /// <see cref="MlaInputException"/> naming the lowest offending request. With
-/// <see cref="CheckedMode"/> set, every <see cref="Decode{T}"/> synchronizes and checks at once
-/// (except while the stream is being captured). The record is cleared when the plan is created
-/// and after an error was reported, so the decoder and the context stay usable.
+/// <see cref="CheckedMode"/> set, every decode synchronizes and checks at once (except while the
+/// stream is being captured). The record is cleared when the plan is created and after an error
+/// was reported, so the decoder and the context stay usable.
 /// </para>
 /// <para>
 /// <b>Threading.</b> The decoder may be used from several threads with different plans and
@@ -37,23 +44,20 @@ namespace FlashMla.Mla.Cuda;
 /// </remarks>
 public sealed class CudaMlaDecoder : IDisposable
 {
-    private readonly Lock _pendingLock = new();
-    private readonly HashSet<CudaDecodePlan> _pending = [];
-    private readonly CudaKernel _schedule;
-    private readonly Dictionary<(ElementType Dtype, int Rows), DecodeVariant> _decode = [];
-    private readonly Dictionary<ElementType, CudaKernel> _combine = [];
+    private readonly CudaPlanBook _plans = new();
+    private readonly DecodeSharedKernels _shared;
+    private readonly IDecodeKernelPath[] _paths;
     private readonly CudaStream _hostStream;
-    private readonly int _maxBatch;
     private int _disposed;
 
     /// <summary>
-    /// Loads the decode kernels (modules decode_schedule, decode_splitkv, decode_combine and fill)
-    /// through the context's <see cref="KernelLibrary"/>, picks the split-KV variants that fit the
-    /// device's shared memory and raises the kernels' dynamic shared memory limits.
+    /// Loads the shared kernels and every registered kernel path's kernels through the context's
+    /// <see cref="KernelLibrary"/>, picks the variants that fit the device's shared memory and raises
+    /// their dynamic shared memory limits.
     /// </summary>
     /// <param name="context">The context.</param>
-    /// <exception cref="NotSupportedException">The device is older than compute capability 8.0, or has too little shared memory per block.</exception>
-    /// <exception cref="InvalidOperationException">A PTX module is not embedded.</exception>
+    /// <exception cref="NotSupportedException">The device is older than compute capability 8.0, or no kernel path can run on it.</exception>
+    /// <exception cref="InvalidOperationException">A shared module is not embedded for the device's target.</exception>
     /// <exception cref="CudaException">JIT compilation or a driver call failed.</exception>
     public CudaMlaDecoder(CudaContext context)
         : this(context, context?.Device.MaxSharedMemoryPerBlockOptin ?? throw new ArgumentNullException(nameof(context)))
@@ -72,55 +76,60 @@ public sealed class CudaMlaDecoder : IDisposable
         ArgumentNullException.ThrowIfNull(context);
         ArgumentOutOfRangeException.ThrowIfGreaterThan(sharedMemoryLimitBytes, context.Device.MaxSharedMemoryPerBlockOptin);
         Context = context;
-        var kernels = context.Kernels;
-        var optin = sharedMemoryLimitBytes;
-
-        _schedule = kernels.GetKernel(DecodeKernelGeometry.ScheduleModule, DecodeKernelGeometry.ScheduleKernel);
-        var scheduleLimit = optin - _schedule.StaticSharedSizeBytes;
-        _schedule.SetMaxDynamicSharedMemory(scheduleLimit);
-        _maxBatch = scheduleLimit / 4;
-
-        foreach (var dtype in ElementTypes.All)
+        var kernels = KernelLibrary.For(context);
+        _shared = new DecodeSharedKernels(kernels, sharedMemoryLimitBytes);
+        var environment = new DecodePathEnvironment(kernels, sharedMemoryLimitBytes);
+        _paths = [.. DecodeKernelPaths.All.Select(r => r.Create(environment))];
+        if (_paths.All(p => p.Unavailable is not null))
         {
-            var limits = new Dictionary<CudaKernel, int>();
-            foreach (var rows in DecodeKernelGeometry.RowsPerCtaOptions)
-            {
-                var variant = SelectVariant(kernels, dtype, rows, optin);
-                _decode.Add((dtype, rows), variant);
-                limits[variant.Kernel] = Math.Max(limits.GetValueOrDefault(variant.Kernel), variant.SharedMemoryBytes);
-            }
-
-            foreach (var (kernel, bytes) in limits)
-            {
-                kernel.SetMaxDynamicSharedMemory(bytes);
-            }
-
-            _combine.Add(dtype, kernels.GetKernel(DecodeKernelGeometry.CombineModule, DecodeKernelGeometry.CombineKernel(dtype.ShortName())));
+            throw new NotSupportedException(
+                $"No decode kernel path can run on {context.Device}: {string.Join("; ", _paths.Select(p => $"{p.Registration.Name}: {p.Unavailable}"))}.");
         }
 
-        _ = kernels.GetKernel(DeviceFill.ModuleName, DeviceFill.KernelName);
         _hostStream = CudaStream.Create(context);
     }
 
     /// <summary>The context.</summary>
     public CudaContext Context { get; }
 
-    /// <summary>The K-ring depth of the split-KV kernel used for an element type and a row count per KV head.</summary>
-    internal int DecodeStages(ElementType dtype, int rowsPerKvHead) => _decode[(dtype, DecodeKernelGeometry.RowsPerCta(rowsPerKvHead))].Stages;
-
     /// <summary>
-    /// When true, <see cref="Decode{T}"/> waits for the stream and checks the plan's error record
-    /// after every call, raising <see cref="MlaInputException"/> at once (skipped while the stream
-    /// is being captured into a graph). When false (default), errors surface at
+    /// When true, a decode waits for the stream and checks the plan's error record after every
+    /// call, raising <see cref="MlaInputException"/> at once (skipped while the stream is being
+    /// captured into a graph). When false (default), errors surface at
     /// <see cref="Synchronize(CudaStream)"/>.
     /// </summary>
     public bool CheckedMode { get; set; }
 
-    /// <summary>The split-KV kernels' JIT info logs (registers, spills), by kernel.</summary>
+    /// <summary>The registered kernel paths in the order a call asks them, and whether each can run on this device.</summary>
+    public IReadOnlyList<KernelPathStatus> KernelPaths =>
+        [.. _paths.Select(p => new KernelPathStatus(p.Registration.Name, p.Registration.Module, KernelLibrary.For(Context).Target, p.Unavailable))];
+
+    /// <summary>The decode kernels' JIT info logs (registers, spills), by module.</summary>
     public string JitInfoLog =>
         string.Join(
             Environment.NewLine,
-            Context.Kernels.JitInfoLogs.Where(p => p.Key.StartsWith("decode", StringComparison.Ordinal)).Select(p => $"[{p.Key}]{Environment.NewLine}{p.Value}"));
+            KernelLibrary.For(Context).JitInfoLogs.Where(p => p.Key.StartsWith("decode", StringComparison.Ordinal)).Select(p => $"[{p.Key}]{Environment.NewLine}{p.Value}"));
+
+    /// <summary>
+    /// The registered kernel paths and whether their modules are built for <paramref name="target"/>,
+    /// without a device (whether a path's kernels fit a device's shared memory is only known
+    /// to a decoder: <see cref="KernelPaths"/>).
+    /// </summary>
+    /// <param name="target">A PTX target ("sm_80", "sm_90a").</param>
+    /// <returns>The paths in the order a call asks them.</returns>
+    public static IReadOnlyList<KernelPathStatus> DescribePaths(string target)
+    {
+        ArgumentNullException.ThrowIfNull(target);
+        return [.. DecodeKernelPaths.All.Select(r =>
+        {
+            var targets = KernelLibrary.TargetsOf(r.Module);
+            return new KernelPathStatus(
+                r.Name,
+                r.Module,
+                target,
+                targets.Contains(target) ? null : $"module {r.Module} is built for [{string.Join(", ", targets)}], not for {target}");
+        })];
+    }
 
     /// <summary>The number of parts for a shape on this device (<see cref="DecodeSchedule.PartsFor"/> with the SM count).</summary>
     /// <param name="queryLength">s_q.</param>
@@ -131,8 +140,22 @@ public sealed class CudaMlaDecoder : IDisposable
         DecodeSchedule.PartsFor(Context.Device.MultiprocessorCount, queryLength, queryHeads, kvHeads);
 
     /// <summary>
-    /// Allocates the workspace of decodes of one shape: parts [num_parts·8], num_splits [b+1], the
-    /// error record [4] (cleared), o_accum float [(b+num_parts)·h_kv·rows·512] and lse_accum float
+    /// Which kernel a call of <paramref name="problem"/> runs: the first kernel path that supports
+    /// it, and the variant it picks, with the grid for <see cref="NumPartsFor"/> parts.
+    /// </summary>
+    /// <param name="problem">The problem (from <see cref="MlaDecodeValidation.ValidateProblem{TQ, TKv, TOut}"/>, or built from a shape).</param>
+    /// <returns>The kernel.</returns>
+    /// <exception cref="ArgumentException">No kernel path supports the problem; ParamName names the parameter.</exception>
+    public KernelPathInfo DescribeKernel(MlaDecodeProblem problem)
+    {
+        ThrowIfDisposed();
+        var shape = problem.Shape;
+        return Select(problem).Describe(problem, NumPartsFor(shape.QueryLength, shape.QueryHeads, shape.KvHeads));
+    }
+
+    /// <summary>
+    /// Allocates the workspace of decodes of one shape: parts [num_parts], num_splits [b+1], the
+    /// error record (cleared), o_accum float [(b+num_parts)·h_kv·rows·512] and lse_accum float
     /// [(b+num_parts)·h_kv·rows], with rows = s_q·h_q/h_kv and num_parts from <see cref="NumPartsFor"/>.
     /// </summary>
     /// <param name="batch">b (≥ 1).</param>
@@ -143,28 +166,23 @@ public sealed class CudaMlaDecoder : IDisposable
     public CudaDecodePlan CreatePlan(int batch, int queryLength, int queryHeads, int kvHeads)
     {
         ThrowIfDisposed();
-        ArgumentOutOfRangeException.ThrowIfLessThan(batch, 1);
-        ArgumentOutOfRangeException.ThrowIfLessThan(queryLength, 1);
-        ArgumentOutOfRangeException.ThrowIfLessThan(queryHeads, 1);
-        ArgumentOutOfRangeException.ThrowIfLessThan(kvHeads, 1);
-        if (queryHeads % kvHeads != 0)
+        MlaDecodePlan.ValidateDimensions(batch, queryLength, queryHeads, kvHeads);
+        if (batch > _shared.MaxBatch)
         {
-            throw new ArgumentException($"h_q = {queryHeads} must be a multiple of h_kv = {kvHeads}.", nameof(kvHeads));
+            throw new ArgumentOutOfRangeException(nameof(batch), batch, $"The schedule kernel handles at most {_shared.MaxBatch} requests on {Context.Device} ({_shared.ScheduleLimitText}).");
         }
 
-        if (batch > _maxBatch)
-        {
-            throw new ArgumentOutOfRangeException(nameof(batch), batch, $"The schedule kernel handles at most {_maxBatch} requests on {Context.Device} (4 bytes of shared memory each).");
-        }
-
-        return new CudaDecodePlan(Context, batch, queryLength, queryHeads, kvHeads, NumPartsFor(queryLength, queryHeads, kvHeads));
+        var plan = new CudaDecodePlan(Context, _plans, batch, queryLength, queryHeads, kvHeads, NumPartsFor(queryLength, queryHeads, kvHeads));
+        _plans.Add(plan);
+        return plan;
     }
 
     /// <summary>
     /// Enqueues the schedule kernel, which computes the plan's parts and num_splits from the
-    /// device-resident sequence lengths (the same result as <see cref="DecodeSchedule.Compute"/>).
-    /// No host round-trip; graph-capturable. Lengths outside <c>[0, capacity]</c> are treated as 0
-    /// and recorded in the error record.
+    /// device-resident sequence lengths (the same result as <see cref="DecodeSchedule.Compute"/>),
+    /// and records the page geometry the step's decodes must use. No host round-trip;
+    /// graph-capturable. Lengths outside <c>[0, capacity]</c> are treated as 0 and recorded in the
+    /// error record.
     /// </summary>
     /// <param name="plan">The plan.</param>
     /// <param name="cacheSeqlens">int32 [b], contiguous.</param>
@@ -177,173 +195,89 @@ public sealed class CudaMlaDecoder : IDisposable
         ArgumentNullException.ThrowIfNull(plan);
         ArgumentNullException.ThrowIfNull(cacheSeqlens);
         ArgumentNullException.ThrowIfNull(stream);
-        CheckPlanUsable(plan);
-        CheckStream(stream);
-        ArgumentOutOfRangeException.ThrowIfLessThan(maxBlocksPerSequence, 1);
-        ArgumentOutOfRangeException.ThrowIfLessThan(pageBlockSize, 1);
-        var layout = cacheSeqlens.Layout;
-        if (layout.Rank != 1 || layout.Shape[0] != plan.Batch)
-        {
-            throw new ArgumentException($"cacheSeqlens must have shape [{plan.Batch}] (the plan's batch); got {TensorLayout.FormatDims(layout.Shape)}.", nameof(cacheSeqlens));
-        }
-
-        if (plan.Batch > 1 && layout.Strides[0] != 1)
-        {
-            throw new ArgumentException($"cacheSeqlens must be contiguous; got {layout}.", nameof(cacheSeqlens));
-        }
-
-        RequireAddress(cacheSeqlens.Pointer, 4, nameof(cacheSeqlens));
-        var capacity = (long)maxBlocksPerSequence * pageBlockSize;
-        if (capacity > int.MaxValue)
-        {
-            throw new ArgumentOutOfRangeException(nameof(maxBlocksPerSequence), $"max_blocks_per_seq × page_block_size = {capacity} exceeds {int.MaxValue} tokens.");
-        }
-
-        var parameters = new ScheduleParams
-        {
-            CacheSeqlens = cacheSeqlens.Pointer,
-            Parts = plan.Parts.Pointer,
-            NumSplits = plan.NumSplits.Pointer,
-            Error = plan.ErrorRecord.Pointer,
-            Batch = plan.Batch,
-            NumParts = plan.NumParts,
-            Capacity = (int)capacity,
-        };
-        _schedule.Launch(
-            new LaunchConfig(1, DecodeKernelGeometry.ScheduleThreads, DecodeKernelGeometry.ScheduleSharedMemoryBytes(plan.Batch), stream),
-            parameters);
-        plan.IsScheduled = true;
-        plan.ScheduledCapacity = capacity;
-        MarkPending(plan, stream);
+        CudaDecodeValidation.RequirePlan(plan, Context, _plans);
+        CudaDecodeValidation.RequireContext(stream, Context);
+        var geometry = PlanGeometry.Validate(maxBlocksPerSequence, pageBlockSize);
+        CudaDecodeValidation.RequireSeqlens(cacheSeqlens, plan.Batch);
+        _shared.EnqueueSchedule(plan, cacheSeqlens.Pointer, (int)geometry.Capacity, stream);
+        _plans.Updated(plan, geometry, stream);
     }
 
     /// <summary>
-    /// Enqueues a decode: the split-KV kernel, grid (ceil(rows/64), h_kv, num_parts) × 256 threads,
+    /// Enqueues a decode: the split-KV kernel of the first kernel path that supports the call,
     /// then the combine kernel. Asynchronous and graph-capturable unless <see cref="CheckedMode"/>
     /// is set.
     /// </summary>
-    /// <typeparam name="T"><see cref="BFloat16"/> or <see cref="Half"/>.</typeparam>
+    /// <typeparam name="TQ">q's element type: <see cref="BFloat16"/> or <see cref="Half"/>.</typeparam>
+    /// <typeparam name="TKv">The cache's storage element type.</typeparam>
+    /// <typeparam name="TOut">The output's element type.</typeparam>
     /// <param name="q">Queries, [b, s_q, h_q, d], d ∈ {576, 512}; last dimension contiguous; 16-byte aligned rows.</param>
-    /// <param name="kCache">Paged KV cache, [num_blocks, page_block_size, h_kv, d]; V is its first 512 columns.</param>
+    /// <param name="kCache">Paged KV cache, [num_blocks, page_block_size, h_kv, d], and its format; V is its first 512 columns.</param>
     /// <param name="blockTable">int32 page ids, [b, max_blocks_per_seq].</param>
     /// <param name="cacheSeqlens">int32 lengths, [b], contiguous; the ones <see cref="UpdatePlan"/> saw.</param>
-    /// <param name="plan">A plan of this shape, scheduled with <see cref="UpdatePlan"/>.</param>
+    /// <param name="plan">A plan of this shape, updated with <see cref="UpdatePlan"/> for the cache's page size and the block table's width.</param>
     /// <param name="output">Receives the attention output, [b, s_q, h_q, 512].</param>
     /// <param name="lse">Receives the natural-log LSE, float [b, h_q, s_q].</param>
     /// <param name="stream">The stream.</param>
     /// <param name="options">Options; null means the defaults.</param>
-    /// <exception cref="ArgumentException">A layout is invalid (see <see cref="MlaDecodeValidation"/>), or the plan (ParamName <c>plan</c>) does not match b, s_q, h_q, h_kv or the capacity it was scheduled for.</exception>
+    /// <exception cref="ArgumentException">A layout is invalid (see <see cref="MlaDecodeValidation"/>), no kernel path supports the element types or format (ParamName names the parameter), or the plan (ParamName <c>plan</c>) does not match b, s_q, h_q, h_kv or the page geometry it was updated for.</exception>
     /// <exception cref="MlaInputException"><see cref="CheckedMode"/> is set and a kernel rejected a length or a block id.</exception>
-    public void Decode<T>(
-        DeviceTensor<T> q,
-        DeviceTensor<T> kCache,
+    public void Decode<TQ, TKv, TOut>(
+        DeviceTensor<TQ> q,
+        DeviceKvCache<TKv> kCache,
         DeviceTensor<int> blockTable,
         DeviceTensor<int> cacheSeqlens,
         CudaDecodePlan plan,
-        DeviceTensor<T> output,
+        DeviceTensor<TOut> output,
         DeviceTensor<float> lse,
         CudaStream stream,
         MlaDecodeOptions? options = null)
-        where T : unmanaged
+        where TQ : unmanaged
+        where TKv : unmanaged
+        where TOut : unmanaged
     {
         ThrowIfDisposed();
-        ArgumentNullException.ThrowIfNull(q);
         ArgumentNullException.ThrowIfNull(kCache);
-        ArgumentNullException.ThrowIfNull(blockTable);
-        ArgumentNullException.ThrowIfNull(cacheSeqlens);
-        ArgumentNullException.ThrowIfNull(plan);
-        ArgumentNullException.ThrowIfNull(output);
-        ArgumentNullException.ThrowIfNull(lse);
-        ArgumentNullException.ThrowIfNull(stream);
-        var dtype = ElementTypes.Of<T>(nameof(q));
-        options ??= new MlaDecodeOptions();
-        var shape = MlaDecodeValidation.ValidateLayouts(q.Layout, kCache.Layout, blockTable.Layout, cacheSeqlens.Layout, output.Layout, lse.Layout, options);
-        CheckPlanMatches(plan, shape);
-        CheckStream(stream);
-        RequireDeviceLayout(q, 16, nameof(q));
-        RequireDeviceLayout(kCache, 16, nameof(kCache));
-        RequireDeviceLayout(output, 16, nameof(output));
-        RequireAddress(blockTable.Pointer, 4, nameof(blockTable));
-        RequireAddress(cacheSeqlens.Pointer, 4, nameof(cacheSeqlens));
-        RequireAddress(lse.Pointer, 4, nameof(lse));
-
-        var scale = options.GetSoftmaxScale(shape.HeadDim);
-        var qs = q.Layout.Strides;
-        var ks = kCache.Layout.Strides;
-        var os = output.Layout.Strides;
-        var ls = lse.Layout.Strides;
-        var decodeParams = new DecodeParams
-        {
-            Q = q.Pointer,
-            KCache = kCache.Pointer,
-            BlockTable = blockTable.Pointer,
-            CacheSeqlens = cacheSeqlens.Pointer,
-            Output = output.Pointer,
-            Lse = lse.Pointer,
-            OAccum = plan.OAccum.Pointer,
-            LseAccum = plan.LseAccum.Pointer,
-            Parts = plan.Parts.Pointer,
-            NumSplits = plan.NumSplits.Pointer,
-            Error = plan.ErrorRecord.Pointer,
-            QBatchStride = qs[0],
-            QSeqStride = qs[1],
-            QHeadStride = qs[2],
-            KBlockStride = ks[0],
-            KRowStride = ks[1],
-            KHeadStride = ks[2],
-            BtBatchStride = blockTable.Layout.Strides[0],
-            OBatchStride = os[0],
-            OSeqStride = os[1],
-            OHeadStride = os[2],
-            LseBatchStride = ls[0],
-            LseHeadStride = ls[1],
-            Batch = shape.Batch,
-            SQ = shape.QueryLength,
-            HQ = shape.QueryHeads,
-            HKv = shape.KvHeads,
-            Group = shape.Group,
-            Rows = shape.RowsPerKvHead,
-            HeadDim = shape.HeadDim,
-            PageBlockSize = shape.PageBlockSize,
-            NumBlocks = shape.NumBlocks,
-            MaxBlocksPerSeq = shape.MaxBlocksPerSequence,
-            Causal = options.Causal ? 1 : 0,
-            NumParts = plan.NumParts,
-            ScaleLog2 = (float)(scale * 1.4426950408889634),
-        };
-        var variant = _decode[(dtype, DecodeKernelGeometry.RowsPerCta(shape.RowsPerKvHead))];
-        var (grid, block) = DecodeKernelGeometry.Decode(shape, plan.NumParts, variant.RowsPerCta);
-        variant.Kernel.Launch(new LaunchConfig(grid, block, variant.SharedMemoryBytes, stream), decodeParams);
-
-        var combineParams = new CombineParams
-        {
-            OAccum = plan.OAccum.Pointer,
-            LseAccum = plan.LseAccum.Pointer,
-            NumSplits = plan.NumSplits.Pointer,
-            Output = output.Pointer,
-            Lse = lse.Pointer,
-            OBatchStride = os[0],
-            OSeqStride = os[1],
-            OHeadStride = os[2],
-            LseBatchStride = ls[0],
-            LseHeadStride = ls[1],
-            Batch = shape.Batch,
-            SQ = shape.QueryLength,
-            HQ = shape.QueryHeads,
-            HKv = shape.KvHeads,
-            Group = shape.Group,
-            Rows = shape.RowsPerKvHead,
-            NumParts = plan.NumParts,
-        };
-        var (combineGrid, combineBlock) = DecodeKernelGeometry.Combine(shape);
-        _combine[dtype].Launch(new LaunchConfig(combineGrid, combineBlock, 0, stream), combineParams);
-
-        plan.LastNumBlocks = shape.NumBlocks;
-        MarkPending(plan, stream);
+        var launch = Prepare(q, kCache.Blocks, kCache.Format, blockTable, cacheSeqlens, plan, output, lse, stream, options, out var path);
+        path.Enqueue(launch);
+        _shared.EnqueueCombine(launch);
+        _plans.Decoded(plan, launch.Problem.Shape.NumBlocks, stream);
         if (CheckedMode && !stream.IsCapturing())
         {
             Synchronize(stream, plan);
         }
+    }
+
+    /// <summary>Enqueues a decode of a dense cache (its format from <typeparamref name="TKv"/> and its last dimension).</summary>
+    /// <typeparam name="TQ">q's element type.</typeparam>
+    /// <typeparam name="TKv">The cache's element type.</typeparam>
+    /// <typeparam name="TOut">The output's element type.</typeparam>
+    /// <param name="q">Queries, [b, s_q, h_q, d].</param>
+    /// <param name="kCache">Paged KV cache, [num_blocks, page_block_size, h_kv, d].</param>
+    /// <param name="blockTable">int32 page ids, [b, max_blocks_per_seq].</param>
+    /// <param name="cacheSeqlens">int32 lengths, [b].</param>
+    /// <param name="plan">The plan.</param>
+    /// <param name="output">Receives the output, [b, s_q, h_q, 512].</param>
+    /// <param name="lse">Receives the LSE, float [b, h_q, s_q].</param>
+    /// <param name="stream">The stream.</param>
+    /// <param name="options">Options; null means the defaults.</param>
+    public void Decode<TQ, TKv, TOut>(
+        DeviceTensor<TQ> q,
+        DeviceTensor<TKv> kCache,
+        DeviceTensor<int> blockTable,
+        DeviceTensor<int> cacheSeqlens,
+        CudaDecodePlan plan,
+        DeviceTensor<TOut> output,
+        DeviceTensor<float> lse,
+        CudaStream stream,
+        MlaDecodeOptions? options = null)
+        where TQ : unmanaged
+        where TKv : unmanaged
+        where TOut : unmanaged
+    {
+        ArgumentNullException.ThrowIfNull(q);
+        ArgumentNullException.ThrowIfNull(kCache);
+        Decode(q, new DeviceKvCache<TKv>(kCache, MlaDecodeValidation.DenseFormat<TQ, TKv>(kCache.Layout)), blockTable, cacheSeqlens, plan, output, lse, stream, options);
     }
 
     /// <summary>
@@ -356,18 +290,7 @@ public sealed class CudaMlaDecoder : IDisposable
     {
         ArgumentNullException.ThrowIfNull(stream);
         stream.Synchronize();
-        var handle = stream.Handle;
-        List<CudaDecodePlan> plans;
-        lock (_pendingLock)
-        {
-            plans = [.. _pending.Where(p => p.PendingStream == handle)];
-            foreach (var p in plans)
-            {
-                _pending.Remove(p);
-            }
-        }
-
-        CheckRecords(plans, stream);
+        _plans.Check(stream);
     }
 
     /// <summary>
@@ -382,37 +305,36 @@ public sealed class CudaMlaDecoder : IDisposable
         ArgumentNullException.ThrowIfNull(stream);
         ArgumentNullException.ThrowIfNull(plan);
         stream.Synchronize();
-        lock (_pendingLock)
-        {
-            _pending.Remove(plan);
-        }
-
-        CheckRecords([plan], stream);
+        _plans.Check(stream, plan);
     }
 
     /// <summary>
     /// Decodes host tensors synchronously: validates everything (including the lengths and block
     /// ids, on the host), copies the inputs to the device, poisons the device outputs with NaN,
-    /// creates and schedules a plan, decodes, copies the outputs back and checks the error record.
+    /// creates and updates a plan, decodes, copies the outputs back and checks the error record.
     /// </summary>
-    /// <typeparam name="T"><see cref="BFloat16"/> or <see cref="Half"/>.</typeparam>
+    /// <typeparam name="TQ">q's element type.</typeparam>
+    /// <typeparam name="TKv">The cache's storage element type.</typeparam>
+    /// <typeparam name="TOut">The output's element type.</typeparam>
     /// <param name="q">Queries, [b, s_q, h_q, d].</param>
-    /// <param name="kCache">Paged KV cache, [num_blocks, page_block_size, h_kv, d].</param>
+    /// <param name="kCache">Paged KV cache, [num_blocks, page_block_size, h_kv, d], and its format.</param>
     /// <param name="blockTable">Page ids, [b, max_blocks_per_seq].</param>
     /// <param name="cacheSeqlens">Lengths, [b].</param>
     /// <param name="output">Receives the output, [b, s_q, h_q, 512]; only the view's elements are written.</param>
     /// <param name="lse">Receives the LSE, [b, h_q, s_q]; only the view's elements are written.</param>
     /// <param name="options">Options; null means the defaults.</param>
     /// <exception cref="ArgumentException">An argument is invalid; nothing has been written.</exception>
-    public void DecodeHost<T>(
-        HostTensor<T> q,
-        HostTensor<T> kCache,
+    public void DecodeHost<TQ, TKv, TOut>(
+        HostTensor<TQ> q,
+        HostKvCache<TKv> kCache,
         HostTensor<int> blockTable,
         HostTensor<int> cacheSeqlens,
-        HostTensor<T> output,
+        HostTensor<TOut> output,
         HostTensor<float> lse,
         MlaDecodeOptions? options = null)
-        where T : unmanaged
+        where TQ : unmanaged
+        where TKv : unmanaged
+        where TOut : unmanaged
     {
         ThrowIfDisposed();
         ArgumentNullException.ThrowIfNull(q);
@@ -421,19 +343,21 @@ public sealed class CudaMlaDecoder : IDisposable
         ArgumentNullException.ThrowIfNull(cacheSeqlens);
         ArgumentNullException.ThrowIfNull(output);
         ArgumentNullException.ThrowIfNull(lse);
-        _ = ElementTypes.Of<T>(nameof(q));
         options ??= new MlaDecodeOptions();
-        var shape = MlaDecodeValidation.ValidateLayouts(q.Layout, kCache.Layout, blockTable.Layout, cacheSeqlens.Layout, output.Layout, lse.Layout, options);
+        var problem = MlaDecodeValidation.ValidateProblem<TQ, TKv, TOut>(
+            q.Layout, kCache.Blocks.Layout, kCache.Format, blockTable.Layout, cacheSeqlens.Layout, output.Layout, lse.Layout, options);
+        var shape = problem.Shape;
+        _ = Select(problem);
         MlaDecodeValidation.ValidateSequences(shape, cacheSeqlens, blockTable);
 
         var stream = _hostStream;
-        using var dq = Upload(q, stream);
-        using var dk = Upload(kCache, stream);
-        using var dTable = Upload(blockTable, stream);
-        using var dSeqlens = Upload(cacheSeqlens, stream);
+        using var dq = HostTransfers.Upload(q, stream);
+        using var dk = HostTransfers.Upload(kCache.Blocks, stream);
+        using var dTable = HostTransfers.Upload(blockTable, stream);
+        using var dSeqlens = HostTransfers.Upload(cacheSeqlens, stream);
         var outputLayout = TensorLayout.Contiguous(shape.Batch, shape.QueryLength, shape.QueryHeads, shape.HeadDimV);
         var lseLayout = TensorLayout.Contiguous(shape.Batch, shape.QueryHeads, shape.QueryLength);
-        using var dOutput = DeviceBuffer<T>.Allocate(Context, outputLayout.ElementCount);
+        using var dOutput = DeviceBuffer<TOut>.Allocate(Context, outputLayout.ElementCount);
         using var dLse = DeviceBuffer<float>.Allocate(Context, lseLayout.ElementCount);
         DeviceFill.PoisonWithNaN(dOutput, stream);
         DeviceFill.PoisonWithNaN(dLse, stream);
@@ -443,7 +367,7 @@ public sealed class CudaMlaDecoder : IDisposable
         UpdatePlan(plan, seqlensTensor, shape.MaxBlocksPerSequence, shape.PageBlockSize, stream);
         Decode(
             dq.AsTensor(q.Layout),
-            dk.AsTensor(kCache.Layout),
+            new DeviceKvCache<TKv>(dk.AsTensor(kCache.Blocks.Layout), kCache.Format),
             dTable.AsTensor(blockTable.Layout),
             seqlensTensor,
             plan,
@@ -453,12 +377,40 @@ public sealed class CudaMlaDecoder : IDisposable
             options);
         Synchronize(stream, plan);
 
-        var outputHost = new T[outputLayout.ElementCount];
+        var outputHost = new TOut[outputLayout.ElementCount];
         dOutput.CopyTo(outputHost, stream);
         var lseHost = new float[lseLayout.ElementCount];
         dLse.CopyTo(lseHost, stream);
-        ScatterContiguous(outputHost, output);
-        ScatterContiguous(lseHost, lse);
+        HostTransfers.ScatterContiguous(outputHost, output);
+        HostTransfers.ScatterContiguous(lseHost, lse);
+    }
+
+    /// <summary>Decodes dense host tensors synchronously (see the <see cref="HostKvCache{T}"/> overload).</summary>
+    /// <typeparam name="TQ">q's element type.</typeparam>
+    /// <typeparam name="TKv">The cache's element type.</typeparam>
+    /// <typeparam name="TOut">The output's element type.</typeparam>
+    /// <param name="q">Queries, [b, s_q, h_q, d].</param>
+    /// <param name="kCache">Paged KV cache, [num_blocks, page_block_size, h_kv, d].</param>
+    /// <param name="blockTable">Page ids, [b, max_blocks_per_seq].</param>
+    /// <param name="cacheSeqlens">Lengths, [b].</param>
+    /// <param name="output">Receives the output, [b, s_q, h_q, 512].</param>
+    /// <param name="lse">Receives the LSE, [b, h_q, s_q].</param>
+    /// <param name="options">Options; null means the defaults.</param>
+    public void DecodeHost<TQ, TKv, TOut>(
+        HostTensor<TQ> q,
+        HostTensor<TKv> kCache,
+        HostTensor<int> blockTable,
+        HostTensor<int> cacheSeqlens,
+        HostTensor<TOut> output,
+        HostTensor<float> lse,
+        MlaDecodeOptions? options = null)
+        where TQ : unmanaged
+        where TKv : unmanaged
+        where TOut : unmanaged
+    {
+        ArgumentNullException.ThrowIfNull(q);
+        ArgumentNullException.ThrowIfNull(kCache);
+        DecodeHost(q, new HostKvCache<TKv>(kCache, MlaDecodeValidation.DenseFormat<TQ, TKv>(kCache.Layout)), blockTable, cacheSeqlens, output, lse, options);
     }
 
     /// <summary>Destroys the decoder's private stream. The kernels stay loaded with the context. Idempotent.</summary>
@@ -472,241 +424,93 @@ public sealed class CudaMlaDecoder : IDisposable
         _hostStream.Dispose();
     }
 
-    /// <summary>The split-KV variants chosen for this device, for diagnostics: (dtype, rows per CTA) → kernel, stages, shared memory.</summary>
-    internal IReadOnlyDictionary<(ElementType Dtype, int Rows), DecodeVariant> DecodeVariants => _decode;
-
-    /// <summary>Copies contiguous row-major data into the elements of a (possibly strided) host tensor.</summary>
-    internal static void ScatterContiguous<TE>(ReadOnlySpan<TE> source, HostTensor<TE> destination)
-        where TE : unmanaged
+    /// <summary>Validates a decode call, checks the plan and picks the kernel path.</summary>
+    private DecodeLaunch Prepare<TQ, TKv, TOut>(
+        DeviceTensor<TQ> q,
+        DeviceTensor<TKv> kCache,
+        KvCacheFormat kvFormat,
+        DeviceTensor<int> blockTable,
+        DeviceTensor<int> cacheSeqlens,
+        CudaDecodePlan plan,
+        DeviceTensor<TOut> output,
+        DeviceTensor<float> lse,
+        CudaStream stream,
+        MlaDecodeOptions? options,
+        out IDecodeKernelPath path)
+        where TQ : unmanaged
+        where TKv : unmanaged
+        where TOut : unmanaged
     {
-        var layout = destination.Layout;
-        var dst = destination.Span;
-        if (layout.IsContiguous)
+        ArgumentNullException.ThrowIfNull(q);
+        ArgumentNullException.ThrowIfNull(kCache);
+        ArgumentNullException.ThrowIfNull(blockTable);
+        ArgumentNullException.ThrowIfNull(cacheSeqlens);
+        ArgumentNullException.ThrowIfNull(plan);
+        ArgumentNullException.ThrowIfNull(output);
+        ArgumentNullException.ThrowIfNull(lse);
+        ArgumentNullException.ThrowIfNull(stream);
+        options ??= new MlaDecodeOptions();
+        var problem = MlaDecodeValidation.ValidateProblem<TQ, TKv, TOut>(
+            q.Layout, kCache.Layout, kvFormat, blockTable.Layout, cacheSeqlens.Layout, output.Layout, lse.Layout, options);
+        CudaDecodeValidation.RequirePlan(plan, Context, _plans);
+        plan.CheckMatches(problem.Shape);
+        CudaDecodeValidation.RequireContext(stream, Context);
+        CudaDecodeValidation.RequireDeviceLayout(q.Pointer, q.Layout, problem.QueryType.SizeInBytes, CudaDecodeValidation.VectorBytes, nameof(q));
+        CudaDecodeValidation.RequireDeviceLayout(kCache.Pointer, kCache.Layout, kvFormat.ElementType.SizeInBytes, CudaDecodeValidation.VectorBytes, nameof(kCache));
+        CudaDecodeValidation.RequireDeviceLayout(output.Pointer, output.Layout, problem.OutputType.SizeInBytes, CudaDecodeValidation.VectorBytes, nameof(output));
+        CudaDecodeValidation.RequireAddress(blockTable.Pointer, sizeof(int), nameof(blockTable));
+        CudaDecodeValidation.RequireAddress(cacheSeqlens.Pointer, sizeof(int), nameof(cacheSeqlens));
+        CudaDecodeValidation.RequireAddress(lse.Pointer, sizeof(float), nameof(lse));
+        path = Select(problem);
+        return new DecodeLaunch
         {
-            source[..(int)layout.ElementCount].CopyTo(dst);
-            return;
-        }
+            Problem = problem,
+            Q = q.Pointer,
+            QLayout = q.Layout,
+            KCache = kCache.Pointer,
+            BlockTable = blockTable.Pointer,
+            BlockTableLayout = blockTable.Layout,
+            CacheSeqlens = cacheSeqlens.Pointer,
+            Output = output.Pointer,
+            OutputLayout = output.Layout,
+            Lse = lse.Pointer,
+            LseLayout = lse.Layout,
+            Plan = plan,
+            Causal = options.Causal,
+            SoftmaxScale = options.GetSoftmaxScale(problem.Shape.HeadDim),
+            Stream = stream,
+        };
+    }
 
-        var rank = layout.Rank;
-        var shape = layout.Shape;
-        var strides = layout.Strides;
-        Span<long> index = stackalloc long[rank];
-        long offset = 0;
-        for (long i = 0; i < layout.ElementCount; i++)
+    /// <summary>The first available path that supports the problem; otherwise an exception naming the parameter.</summary>
+    private IDecodeKernelPath Select(in MlaDecodeProblem problem)
+    {
+        KernelSupport last = default;
+        foreach (var path in _paths)
         {
-            dst[(int)offset] = source[(int)i];
-            for (var d = rank - 1; d >= 0; d--)
+            if (path.Unavailable is not null)
             {
-                index[d]++;
-                offset += strides[d];
-                if (index[d] < shape[d])
+                continue;
+            }
+
+            var support = path.Supports(problem);
+            if (support.IsSupported)
+            {
+                if (!_shared.HasCombine(problem.OutputType))
                 {
-                    break;
+                    throw new ArgumentException($"No combine kernel writes {problem.OutputType.ShortName()} outputs.", "output");
                 }
 
-                offset -= index[d] * strides[d];
-                index[d] = 0;
-            }
-        }
-    }
-
-    /// <summary>
-    /// The split-KV kernel for a dtype and a row count per CTA: the two-stage kernel of that size
-    /// when its shared memory fits the device, else the one-stage 64-row kernel.
-    /// </summary>
-    private static DecodeVariant SelectVariant(KernelLibrary kernels, ElementType dtype, int rows, int optin)
-    {
-        var twoStage = DecodeKernelGeometry.DecodeSharedMemoryBytes(2, rows);
-        if (twoStage <= optin)
-        {
-            return new DecodeVariant(kernels.GetKernel(DecodeKernelGeometry.DecodeModule, DecodeKernelGeometry.DecodeKernel(dtype.ShortName(), rows, 2)), rows, 2, twoStage);
-        }
-
-        var oneStage = DecodeKernelGeometry.DecodeSharedMemoryBytes(1, DecodeKernelGeometry.BlockM);
-        if (oneStage <= optin)
-        {
-            return new DecodeVariant(kernels.GetKernel(DecodeKernelGeometry.DecodeModule, DecodeKernelGeometry.DecodeKernel(dtype.ShortName(), DecodeKernelGeometry.BlockM, 1)), DecodeKernelGeometry.BlockM, 1, oneStage);
-        }
-
-        throw new NotSupportedException(
-            $"The decode kernels need {oneStage} bytes of shared memory per block; {kernels.Context.Device} allows {optin}.");
-    }
-
-    private static string Describe(CudaDecodePlan plan) =>
-        string.Create(CultureInfo.InvariantCulture, $"b={plan.Batch}, s_q={plan.QueryLength}, h_q={plan.QueryHeads}, h_kv={plan.KvHeads}");
-
-    private static void RequireAddress(ulong pointer, int alignment, string paramName)
-    {
-        if (pointer == 0)
-        {
-            throw new ArgumentException($"{paramName} has a null device address.", paramName);
-        }
-
-        if (pointer % (ulong)alignment != 0)
-        {
-            throw new ArgumentException($"{paramName}'s device address 0x{pointer:x} is not {alignment}-byte aligned.", paramName);
-        }
-    }
-
-    private static unsafe void RequireDeviceLayout<TE>(DeviceTensor<TE> tensor, int alignment, string paramName)
-        where TE : unmanaged
-    {
-        RequireAddress(tensor.Pointer, alignment, paramName);
-        var elements = alignment / sizeof(TE);
-        var layout = tensor.Layout;
-        for (var d = 0; d < layout.Rank - 1; d++)
-        {
-            if (layout.Shape[d] > 1 && layout.Strides[d] % elements != 0)
-            {
-                throw new ArgumentException(
-                    $"{paramName}'s stride {layout.Strides[d]} of dimension {d} is not a multiple of {elements} elements ({alignment} bytes), which the CUDA kernels' vector loads need ({layout}).",
-                    paramName);
-            }
-        }
-    }
-
-    private static DeviceBuffer<TE> Upload<TE>(HostTensor<TE> tensor, CudaStream stream)
-        where TE : unmanaged
-    {
-        var length = tensor.Layout.RequiredLength;
-        var buffer = DeviceBuffer<TE>.Allocate(stream.Context, Math.Max(length, 1));
-        try
-        {
-            buffer.CopyFromAsync(tensor.Span[..(int)length], stream);
-            return buffer;
-        }
-        catch
-        {
-            buffer.Dispose();
-            throw;
-        }
-    }
-
-    private void CheckRecords(List<CudaDecodePlan> plans, CudaStream stream)
-    {
-        MlaInputException? first = null;
-        Span<int> record = stackalloc int[4];
-        foreach (var plan in plans)
-        {
-            if (plan.IsDisposed)
-            {
-                continue;
+                return path;
             }
 
-            lock (_pendingLock)
-            {
-                plan.PendingStream = 0;
-            }
-
-            plan.ErrorRecord.CopyTo(record, stream);
-            if (record[0] == 0)
-            {
-                continue;
-            }
-
-            var error = BuildInputException(plan, record);
-            plan.ErrorRecord.CopyFromAsync(CudaDecodePlan.CleanErrorRecord, stream);
-            stream.Synchronize();
-            first ??= error;
+            last = support;
         }
 
-        if (first is not null)
-        {
-            throw first;
-        }
-    }
-
-    private static MlaInputException BuildInputException(CudaDecodePlan plan, ReadOnlySpan<int> record)
-    {
-        var flags = record[0];
-        var badSeqlen = (flags & 1) != 0 && record[1] != int.MaxValue ? record[1] : -1;
-        var badBlock = (flags & 2) != 0 && record[2] != int.MaxValue ? record[2] : -1;
-        var capacity = plan.ScheduledCapacity;
-        var parts = new List<string>();
-        if ((flags & 1) != 0)
-        {
-            parts.Add(string.Create(
-                CultureInfo.InvariantCulture,
-                $"cacheSeqlens[{badSeqlen}] is outside [0, {capacity}] (max_blocks_per_seq × page_block_size); the kernels treated request {badSeqlen} as empty"));
-        }
-
-        if ((flags & 2) != 0)
-        {
-            var range = plan.LastNumBlocks > 0 ? string.Create(CultureInfo.InvariantCulture, $"[0, {plan.LastNumBlocks})") : "[0, num_blocks)";
-            parts.Add(string.Create(
-                CultureInfo.InvariantCulture,
-                $"blockTable row {badBlock} holds a block id outside {range} among the pages request {badBlock} uses; the kernels read those pages as zero"));
-        }
-
-        var message = $"The CUDA decode rejected device-resident input ({Describe(plan)}): {string.Join("; ", parts)}. The outputs of the named request are not meaningful.";
-        return (flags & 1) != 0
-            ? new MlaInputException(badSeqlen, MlaInputError.SequenceLengthOutOfRange, message)
-            : (flags & 2) != 0
-                ? new MlaInputException(badBlock, MlaInputError.BlockIdOutOfRange, message)
-                : new MlaInputException(-1, MlaInputError.Unknown, message + string.Create(CultureInfo.InvariantCulture, $" (error flags 0x{flags:x})"));
-    }
-
-    private void MarkPending(CudaDecodePlan plan, CudaStream stream)
-    {
-        lock (_pendingLock)
-        {
-            plan.PendingStream = stream.Handle;
-            _pending.Add(plan);
-
-            // Plans disposed without a synchronization must not be kept alive here.
-            if (_pending.Count > 16)
-            {
-                _pending.RemoveWhere(p => p.IsDisposed);
-            }
-        }
-    }
-
-    private void CheckPlanUsable(CudaDecodePlan plan)
-    {
-        ObjectDisposedException.ThrowIf(plan.IsDisposed, plan);
-        if (plan.Context.Handle != Context.Handle)
-        {
-            throw new ArgumentException("The plan belongs to another context.", nameof(plan));
-        }
-    }
-
-    private void CheckPlanMatches(CudaDecodePlan plan, MlaDecodeShape shape)
-    {
-        CheckPlanUsable(plan);
-        if (plan.Batch != shape.Batch || plan.QueryLength != shape.QueryLength || plan.QueryHeads != shape.QueryHeads || plan.KvHeads != shape.KvHeads)
-        {
-            throw new ArgumentException(
-                string.Create(CultureInfo.InvariantCulture, $"The plan was created for {Describe(plan)}; the tensors have b={shape.Batch}, s_q={shape.QueryLength}, h_q={shape.QueryHeads}, h_kv={shape.KvHeads}."),
-                nameof(plan));
-        }
-
-        if (!plan.IsScheduled)
-        {
-            throw new ArgumentException("The plan has no schedule yet; call UpdatePlan first.", nameof(plan));
-        }
-
-        if (plan.ScheduledCapacity != shape.Capacity)
-        {
-            throw new ArgumentException(
-                string.Create(CultureInfo.InvariantCulture, $"The plan was scheduled for a capacity of {plan.ScheduledCapacity} tokens; the block table and cache give {shape.MaxBlocksPerSequence} × {shape.PageBlockSize} = {shape.Capacity}. Call UpdatePlan with the same max_blocks_per_seq and page_block_size."),
-                nameof(plan));
-        }
-    }
-
-    private void CheckStream(CudaStream stream)
-    {
-        if (stream.Context.Handle != Context.Handle)
-        {
-            throw new ArgumentException("The stream belongs to another context.", nameof(stream));
-        }
+        var local = problem;
+        var reasons = string.Join("; ", _paths.Select(p => $"{p.Registration.Name}: {p.Unavailable ?? p.Supports(local).Reason}"));
+        throw new ArgumentException($"No decode kernel path on {Context.Device} supports this call: {reasons}.", last.ParamName ?? "q");
     }
 
     private void ThrowIfDisposed() => ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
 }
-
-/// <summary>A split-KV kernel variant and how to launch it.</summary>
-/// <param name="Kernel">The kernel.</param>
-/// <param name="RowsPerCta">Query rows per CTA (grid.x = ceil(rows / this)).</param>
-/// <param name="Stages">K-tile pipeline stages.</param>
-/// <param name="SharedMemoryBytes">Dynamic shared memory per CTA.</param>
-internal sealed record DecodeVariant(CudaKernel Kernel, int RowsPerCta, int Stages, int SharedMemoryBytes);

@@ -129,7 +129,9 @@ public abstract class GpuDecodeTests<T>(GpuFixture gpu)
         _ = gpu.RequireDecoder();
         using var decoder = new CudaMlaDecoder(gpu.RequireContext(), Sm80OptinLimit);
         var dtype = TensorTestUtil.DTypeName<T>();
-        Assert.Equal(1, decoder.DecodeStages(ElementTypes.Of<T>("T"), queryLength * (queryHeads / kvHeads)));
+        var type = ElementTypes.Of<T>("T");
+        var shape = new MlaDecodeShape(batch, queryLength, queryHeads, kvHeads, 576, 512, 1, pageBlockSize, 1);
+        Assert.Equal(1, decoder.DescribeKernel(new MlaDecodeProblem(shape, type, KvCacheFormat.Dense(type), type)).Stages);
         var gridCase = new GridCase(batch, queryLength, seqlenK, queryHeads, kvHeads, true, causal, pageBlockSize);
         RunHostAndCheck(decoder, gridCase.ToSpec(TestSeeds.Next($"GpuOneStage/{gridCase}/{dtype}")));
     }

@@ -1,0 +1,151 @@
+using FlashMla.Cuda;
+using FlashMla.Kernels;
+using FlashMla.Mla;
+using FlashMla.Mla.Cuda;
+using FlashMla.Numerics;
+using FlashMla.Tensors;
+using FlashMla.Tests.Reference;
+
+namespace FlashMla.Tests.Mla.Cuda;
+
+/// <summary>
+/// The CUDA decoder's kernel-path seam and plan lifecycle on a device: which kernel runs, the
+/// rejection of what no path supports, the page geometry a plan was updated for, and the loud
+/// failure of a kernel launched with too little shared memory.
+/// </summary>
+[Collection(GpuCollection.Name)]
+public sealed class GpuKernelPathTests(GpuFixture gpu)
+{
+    private static DecodeCase<BFloat16> Case(string name) => DecodeCase<BFloat16>.Create(new DecodeCaseSpec
+    {
+        Batch = 2,
+        QueryLength = 2,
+        QueryHeads = 16,
+        KvHeads = 2,
+        SeqlenK = 100,
+        Causal = true,
+        PageBlockSize = 16,
+        Seed = TestSeeds.Next(name),
+    });
+
+    [Fact]
+    public void KernelPaths_ListMmaSyncAsAvailable_AndDescribeKernelNamesItsVariant()
+    {
+        var decoder = gpu.RequireDecoder();
+        var mma = Assert.Single(decoder.KernelPaths, p => p.Path == MmaSyncPath.Registration.Name);
+        Assert.True(mma.IsAvailable, mma.ToString());
+        Assert.Equal(decoder.Context.Kernels.Target, mma.Target);
+
+        var shape = new MlaDecodeShape(4, 1, 128, 1, 576, 512, 100, 64, 8);
+        var info = decoder.DescribeKernel(new MlaDecodeProblem(shape, ElementType.BFloat16, KvCacheFormat.Dense(ElementType.BFloat16), ElementType.BFloat16));
+        Assert.Equal(MmaSyncPath.Registration.Name, info.Path);
+        Assert.Equal(MmaSyncPath.Registration.Module, info.Kernel.Module);
+        Assert.Equal(64, info.RowsPerCta);
+        Assert.Equal(ElementType.BFloat16, info.Kernel.QueryType);
+        Assert.Equal(new Dim3(2, 1, (uint)decoder.NumPartsFor(1, 128, 1)), info.Grid);
+        var entry = decoder.Context.Kernels.GetEntry(info.Kernel.Module, info.Entry);
+        Assert.True(entry.Kernel.MaxDynamicSharedSizeBytes >= info.SharedMemoryBytes, "the variant's shared-memory limit was raised");
+    }
+
+    [Fact]
+    public void MixedElementTypes_AreRejectedBeforeAnythingRuns_NamingTheParameter()
+    {
+        var decoder = gpu.RequireDecoder();
+        var stream = gpu.RequireStream();
+        var decodeCase = Case(nameof(MixedElementTypes_AreRejectedBeforeAnythingRuns_NamingTheParameter));
+        var spec = decodeCase.Spec;
+        using var device = DeviceCase<BFloat16>.Upload(decoder.Context, decodeCase, stream);
+        using var plan = decoder.CreatePlan(spec.Batch, spec.QueryLength, spec.QueryHeads, spec.KvHeads);
+        decoder.UpdatePlan(plan, device.Seqlens, decodeCase.MaxBlocksPerSequence, spec.PageBlockSize, stream);
+        device.Poison(stream);
+
+        using var halfOutput = DeviceBuffer<Half>.Allocate(decoder.Context, device.OutputBuffer.Length);
+        var ex = Assert.Throws<ArgumentException>(() => decoder.Decode(
+            device.Q, device.K, device.Table, device.Seqlens, plan, halfOutput.AsTensor(device.Output.Layout), device.Lse, stream, decodeCase.Options));
+        Assert.Equal("output", ex.ParamName);
+        Assert.Contains(MmaSyncPath.Registration.Name, ex.Message, StringComparison.Ordinal);
+
+        var halfCache = new DeviceKvCache<Half>(new DeviceTensor<Half>(device.K.Pointer, device.K.Layout), KvCacheFormat.Dense(ElementType.Float16));
+        ex = Assert.Throws<ArgumentException>(() => decoder.Decode(
+            device.Q, halfCache, device.Table, device.Seqlens, plan, device.Output, device.Lse, stream, decodeCase.Options));
+        Assert.Equal("kCache", ex.ParamName);
+
+        var problem = new MlaDecodeProblem(
+            new MlaDecodeShape(spec.Batch, spec.QueryLength, spec.QueryHeads, spec.KvHeads, 576, 512, decodeCase.NumBlocks, spec.PageBlockSize, decodeCase.MaxBlocksPerSequence),
+            ElementType.Float16,
+            KvCacheFormat.Dense(ElementType.BFloat16),
+            ElementType.Float16);
+        Assert.Equal("kCache", Assert.Throws<ArgumentException>(() => decoder.DescribeKernel(problem)).ParamName);
+
+        decoder.Synchronize(stream);
+        var (output, lse) = (new BFloat16[device.OutputBuffer.Length], new float[device.LseBuffer.Length]);
+        device.OutputBuffer.CopyTo(output, stream);
+        device.LseBuffer.CopyTo(lse, stream);
+        Assert.All(output, v => Assert.True(TensorTestUtil.IsPoison(v)));
+        Assert.All(lse, v => Assert.True(TensorTestUtil.IsPoison(v)));
+    }
+
+    [Fact]
+    public void Plan_UpdatedForAnotherPageGeometry_OrFromAnotherDecoder_IsRejectedOnPlan()
+    {
+        var decoder = gpu.RequireDecoder();
+        var stream = gpu.RequireStream();
+        var decodeCase = Case(nameof(Plan_UpdatedForAnotherPageGeometry_OrFromAnotherDecoder_IsRejectedOnPlan));
+        var spec = decodeCase.Spec;
+        using var device = DeviceCase<BFloat16>.Upload(decoder.Context, decodeCase, stream);
+
+        // The same capacity, but not the cache's page size.
+        using var plan = decoder.CreatePlan(spec.Batch, spec.QueryLength, spec.QueryHeads, spec.KvHeads);
+        decoder.UpdatePlan(plan, device.Seqlens, decodeCase.MaxBlocksPerSequence * 2, spec.PageBlockSize / 2, stream);
+        Assert.Equal(spec.PageBlockSize / 2, plan.PageBlockSize);
+        var ex = Assert.Throws<ArgumentException>(() => device.Decode(decoder, plan, stream, decodeCase.Options));
+        Assert.Equal("plan", ex.ParamName);
+        Assert.Contains("page_block_size", ex.Message, StringComparison.Ordinal);
+
+        using var other = new CudaMlaDecoder(decoder.Context);
+        using var foreign = other.CreatePlan(spec.Batch, spec.QueryLength, spec.QueryHeads, spec.KvHeads);
+        Assert.Equal("plan", Assert.Throws<ArgumentException>(() => decoder.UpdatePlan(foreign, device.Seqlens, decodeCase.MaxBlocksPerSequence, spec.PageBlockSize, stream)).ParamName);
+        decoder.Synchronize(stream);
+    }
+
+    [Fact]
+    public void Kernel_LaunchedWithTooLittleSharedMemory_FailsLoudly_ThenThePlanStillWorks()
+    {
+        var decoder = gpu.RequireDecoder();
+        var stream = gpu.RequireStream();
+        var decodeCase = Case(nameof(Kernel_LaunchedWithTooLittleSharedMemory_FailsLoudly_ThenThePlanStillWorks));
+        var spec = decodeCase.Spec;
+        using var device = DeviceCase<BFloat16>.Upload(decoder.Context, decodeCase, stream);
+        using var plan = decoder.CreatePlan(spec.Batch, spec.QueryLength, spec.QueryHeads, spec.KvHeads);
+
+        // The schedule kernel by hand, without the shared memory its descriptor asks for.
+        var schedule = decoder.Context.Kernels.GetEntries(DecodeSharedKernels.ScheduleModule).Single();
+        var parameters = new ScheduleParams
+        {
+            CacheSeqlens = device.Seqlens.Pointer,
+            Parts = plan.Parts.Pointer,
+            NumSplits = plan.NumSplits.Pointer,
+            Error = plan.Errors.Pointer,
+            Batch = plan.Batch,
+            NumParts = plan.NumParts,
+            Capacity = decodeCase.MaxBlocksPerSequence * spec.PageBlockSize,
+        };
+        schedule.Kernel.Launch(new LaunchConfig(1, (uint)schedule.Descriptor.Threads, 0, stream), parameters);
+        var ex = Assert.Throws<InvalidOperationException>(() => decoder.Synchronize(stream, plan));
+        Assert.Contains($"{schedule.Descriptor.SharedMemoryBytesFor(plan.Batch)} bytes", ex.Message, StringComparison.Ordinal);
+
+        // A parameter struct of another kernel is refused before the launch.
+        Assert.Throws<InvalidOperationException>(() => schedule.Launch(new Dim3(1), default(CombineParams), stream));
+
+        // The record was cleared: the plan decodes correctly.
+        decoder.UpdatePlan(plan, device.Seqlens, decodeCase.MaxBlocksPerSequence, spec.PageBlockSize, stream);
+        device.Poison(stream);
+        device.Decode(decoder, plan, stream, decodeCase.Options);
+        decoder.Synchronize(stream);
+        var (output, lse) = device.Read(stream);
+        var reference = NaiveMlaReference.Compute(decodeCase);
+        var outputTensor = new HostTensor<BFloat16>(output, TensorLayout.Contiguous(spec.Batch, spec.QueryLength, spec.QueryHeads, 512));
+        Compare.AssertClose(TensorTestUtil.ToDoubleArray(outputTensor), reference.Output, Tolerance.Output, "out", decodeCase.Description, outputTensor.Layout.Shape);
+        Compare.AssertClose(lse.Select(v => (double)v).ToArray(), reference.Lse, Tolerance.Lse, "lse", decodeCase.Description, [spec.Batch, spec.QueryHeads, spec.QueryLength]);
+    }
+}
