@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.CommandLine.Parsing;
 using FlashMla.Cli.Inputs;
 using FlashMla.Cli.Output;
+using FlashMla.Tensors;
 
 namespace FlashMla.Cli;
 
@@ -83,7 +84,7 @@ internal sealed class ShapeOptions
         Dtype = new Option<string>("--dtype")
         {
             Description = "Element type of q, k_cache and the output",
-            DefaultValueFactory = _ => defaults.Dtype.ToName(),
+            DefaultValueFactory = _ => defaults.Dtype.ShortName(),
             HelpName = "bf16|fp16",
         };
         Dtype.AcceptOnlyFromAmong("bf16", "fp16");
@@ -126,10 +127,15 @@ internal sealed class ShapeOptions
         HeadsKv = parseResult.GetValue(KvHeads),
         SeqQ = parseResult.GetValue(SeqQ),
         PageSize = parseResult.GetValue(PageSize),
-        Dtype = ElementKindExtensions.Parse(parseResult.GetValue(Dtype) ?? "bf16"),
+        Dtype = ParseDtype(parseResult.GetValue(Dtype)),
         Causal = parseResult.GetValue(Causal),
         Seed = parseResult.GetValue(Seed),
     };
+
+    private static ElementType ParseDtype(string? name) =>
+        ElementTypes.TryParse(name, out var type)
+            ? type
+            : throw new CliUsageException($"unknown dtype '{name}' (expected {string.Join(" or ", ElementTypes.All.Select(t => t.ShortName()))})");
 
     private void ValidateHeads(CommandResult result)
     {

@@ -5,6 +5,7 @@ using FlashMla.Cli.Backends;
 using FlashMla.Cli.Bench;
 using FlashMla.Cli.Commands;
 using FlashMla.Cli.Inputs;
+using FlashMla.Tensors;
 
 namespace FlashMla.Tests;
 
@@ -69,13 +70,13 @@ public sealed class BenchTests
         Assert.Equal(new DecodeCaseSpec
         {
             Batch = 3, SeqQ = 2, HeadsQ = 32, HeadsKv = 2, SeqLenK = 64, Varlen = false, Causal = true, PageSize = 16,
-            Dtype = ElementKind.Bf16, Seed = 5,
+            Dtype = ElementType.BFloat16, Seed = 5,
         }, a.Spec);
         Assert.Equal([64, 64, 64], a.SeqLens);
         Assert.Equal(64, a.MeanSeqLen);
 
         var b = cases[1];
-        Assert.Equal(ElementKind.Fp16, b.Spec.Dtype);
+        Assert.Equal(ElementType.Float16, b.Spec.Dtype);
         Assert.True(b.Spec.Varlen);
         Assert.Equal([130, 0], b.SeqLens);
         Assert.Equal(65, b.MeanSeqLen);
@@ -86,7 +87,7 @@ public sealed class BenchTests
     {
         var c = GoodCase();
         c.Remove("dtype");
-        Assert.Equal(ElementKind.Bf16, Assert.Single(BenchCasesFile.Parse(Cases(c), "t.json", "t", 0)).Spec.Dtype);
+        Assert.Equal(ElementType.BFloat16, Assert.Single(BenchCasesFile.Parse(Cases(c), "t.json", "t", 0)).Spec.Dtype);
     }
 
     [Fact]
@@ -288,7 +289,7 @@ public sealed class BenchTests
     public void Built_in_names_say_what_differs_from_the_shared_cases()
     {
         Assert.Equal("b128 s_q1 h128 s_k4096 fixed", Assert.Single(BenchSuites.Cases("single", BenchDefaults)).Name);
-        var other = BenchDefaults with { PageSize = 32, Dtype = ElementKind.Fp16, HeadsKv = 2, Causal = true, Varlen = true, SeqQ = 2 };
+        var other = BenchDefaults with { PageSize = 32, Dtype = ElementType.Float16, HeadsKv = 2, Causal = true, Varlen = true, SeqQ = 2 };
         Assert.Equal("b128 s_q2 h128 s_k4096 var causal h_kv2 page32 fp16", Assert.Single(BenchSuites.Cases("single", other)).Name);
         Assert.Equal("b1 h16 s_k1024 page32", BenchSuites.Cases("latency", BenchDefaults with { PageSize = 32 })[0].Name);
     }
@@ -441,11 +442,11 @@ public sealed class BenchTests
     public void Bytes_use_the_element_size_of_the_dtype_and_the_mean_length()
     {
         var spec = new DecodeCaseSpec { Batch = 128, SeqQ = 1, HeadsQ = 16, HeadsKv = 1, SeqLenK = 4096 };
-        Assert.Equal(2, BenchFormulas.ElementSize(ElementKind.Bf16));
-        Assert.Equal(2, BenchFormulas.ElementSize(ElementKind.Fp16));
+        Assert.Equal(2, BenchFormulas.ElementSize(ElementType.BFloat16));
+        Assert.Equal(2, BenchFormulas.ElementSize(ElementType.Float16));
         Assert.Equal(128.0 * ((16 * 576 * 2) + (4096.0 * 576 * 2) + (16 * 512 * 2)), BenchFormulas.Bytes(spec, 4096));
         Assert.Equal(2.0 * 128 * 16 * 4003.5 * 1088, BenchFormulas.Flops(spec, 4003.5));
-        Assert.Throws<ArgumentOutOfRangeException>(() => BenchFormulas.ElementSize((ElementKind)99));
+        Assert.Throws<ArgumentOutOfRangeException>(() => BenchFormulas.ElementSize((ElementType)99));
     }
 
     // ---- JSON records ------------------------------------------------------------------------

@@ -3,6 +3,7 @@ using System.Runtime.InteropServices;
 using FlashMla.Cli.Inputs;
 using FlashMla.Mla;
 using FlashMla.Mla.Cpu;
+using FlashMla.Mla.Cuda;
 using FlashMla.Numerics;
 using FlashMla.Tensors;
 
@@ -19,12 +20,14 @@ internal sealed class CpuBackend : IDecodeBackend
 
     public string KernelPath => "cpu split-kv float32";
 
+    public KernelPathInfo? DescribeKernel(DecodeCaseSpec spec) => null;
+
     public string TimingNote => "wall clock of the decode call";
 
     public DecodeOutputs Decode(DecodeInputs inputs)
     {
         ArgumentNullException.ThrowIfNull(inputs);
-        return inputs.Spec.Dtype == ElementKind.Bf16 ? Run<BFloat16>(inputs) : Run<Half>(inputs);
+        return inputs.Spec.Dtype == ElementType.BFloat16 ? Run<BFloat16>(inputs) : Run<Half>(inputs);
     }
 
     public void Dispose()
@@ -67,7 +70,7 @@ internal static class HostTensors
         return new HostTensor<T>(data, TensorLayout.Contiguous(shape));
     }
 
-    public static float[] Widen<T>(ElementKind kind, HostTensor<T> tensor)
+    public static float[] Widen<T>(ElementType kind, HostTensor<T> tensor)
         where T : unmanaged
     {
         ArgumentNullException.ThrowIfNull(tensor);

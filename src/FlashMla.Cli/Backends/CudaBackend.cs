@@ -27,6 +27,8 @@ internal sealed class CudaBackend : IDecodeBackend
 
     public string KernelPath => _session.KernelPath;
 
+    public KernelPathInfo? DescribeKernel(DecodeCaseSpec spec) => _session.DescribeKernel(spec);
+
     public string TimingNote => "CUDA events around split kernel + combine, after one untimed decode";
 
     public static bool TryCreate([NotNullWhen(true)] out CudaBackend? backend, out string reason)
@@ -43,7 +45,7 @@ internal sealed class CudaBackend : IDecodeBackend
     public DecodeOutputs Decode(DecodeInputs inputs)
     {
         ArgumentNullException.ThrowIfNull(inputs);
-        return inputs.Spec.Dtype == ElementKind.Bf16 ? Run<BFloat16>(inputs, Bf16NaNPair) : Run<Half>(inputs, Fp16NaNPair);
+        return inputs.Spec.Dtype == ElementType.BFloat16 ? Run<BFloat16>(inputs, Bf16NaNPair) : Run<Half>(inputs, Fp16NaNPair);
     }
 
     public void Dispose() => _session.Dispose();

@@ -1,7 +1,6 @@
 using System.Diagnostics.CodeAnalysis;
-using System.Reflection;
+using FlashMla.Cli.Inputs;
 using FlashMla.Cuda;
-using FlashMla.Kernels;
 using FlashMla.Mla;
 using FlashMla.Mla.Cuda;
 
@@ -27,33 +26,23 @@ internal sealed class CudaSession : IDisposable
 
     public string DeviceDescription => $"{Context.Device.Name}, compute capability {Context.Device.ComputeCapability}";
 
-    /// <summary>
-    /// The decoder's code path: its <c>KernelPath</c> property when the library has one, else
-    /// "mma.sync" with the PTX target loaded for this device (the v1 kernel is mma.sync on both targets).
-    /// </summary>
-    public string KernelPath
-    {
-        get
-        {
-            var property = typeof(CudaMlaDecoder).GetProperty("KernelPath", BindingFlags.Public | BindingFlags.Instance);
-            if (property?.GetValue(Decoder) is string { Length: > 0 } path)
-            {
-                return path;
-            }
-            return $"mma.sync {Context.Kernels.Target}";
-        }
-    }
+    /// <summary>The decoder's kernel paths that can run on this device, e.g. "mma.sync (sm_90a)".</summary>
+    public string KernelPath =>
+        string.Join(", ", Decoder.KernelPaths.Where(p => p.IsAvailable).Select(p => $"{p.Path} ({p.Target})"));
 
-    /// <summary>
-    /// The code path for one case: <see cref="KernelPath"/> plus the rows per CTA of the split-KV
-    /// variant (16, 32 or 64: the smallest that holds s_q·h_q/h_kv, the library's rule).
-    /// </summary>
-    public string KernelPathFor(Inputs.DecodeCaseSpec spec)
+    /// <summary>The kernel one case runs, as the decoder reports it.</summary>
+    public KernelPathInfo DescribeKernel(DecodeCaseSpec spec) => Decoder.DescribeKernel(Problem(spec));
+
+    /// <summary><see cref="DescribeKernel"/> as text.</summary>
+    public string KernelPathFor(DecodeCaseSpec spec) => DescribeKernel(spec).ToString();
+
+    /// <summary>The decode problem of a case: its shape, element type and dense KV format (contiguous tensors).</summary>
+    public static MlaDecodeProblem Problem(DecodeCaseSpec spec)
     {
         ArgumentNullException.ThrowIfNull(spec);
-        var rows = spec.SeqQ * (spec.HeadsQ / spec.HeadsKv);
-        var rowsPerCta = rows <= 16 ? 16 : rows <= 32 ? 32 : 64;
-        return $"{KernelPath} m{rowsPerCta}";
+        var shape = new MlaDecodeShape(
+            spec.Batch, spec.SeqQ, spec.HeadsQ, spec.HeadsKv, spec.HeadDim, DecodeCaseSpec.HeadDimV, NumBlocks: 1, spec.PageSize, MaxBlocksPerSequence: 1);
+        return new MlaDecodeProblem(shape, spec.Dtype, KvCacheFormat.Dense(spec.Dtype, spec.HeadDim), spec.Dtype);
     }
 
     public static bool TryOpen([NotNullWhen(true)] out CudaSession? session, out string reason)

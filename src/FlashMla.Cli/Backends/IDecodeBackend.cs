@@ -1,4 +1,5 @@
 using FlashMla.Cli.Inputs;
+using FlashMla.Mla.Cuda;
 
 namespace FlashMla.Cli.Backends;
 
@@ -11,8 +12,11 @@ internal interface IDecodeBackend : IDisposable
     /// <summary>Where it runs, e.g. "CPU, 2 threads" or the GPU name.</summary>
     string Device { get; }
 
-    /// <summary>The decoder's code path, e.g. "mma.sync sm80".</summary>
+    /// <summary>The decoder's code paths, e.g. "mma.sync (sm_90a)" or "cpu split-kv float32".</summary>
     string KernelPath { get; }
+
+    /// <summary>The kernel a case runs on this backend, as the library reports it; null on the CPU.</summary>
+    KernelPathInfo? DescribeKernel(DecodeCaseSpec spec);
 
     /// <summary>How <see cref="DecodeOutputs.ElapsedMs"/> is measured.</summary>
     string TimingNote { get; }

@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Text.Json;
 using FlashMla.Cli.Inputs;
+using FlashMla.Tensors;
 
 namespace FlashMla.Cli.Bench;
 
@@ -102,16 +103,13 @@ internal static class BenchCasesFile
             throw where.Field("h_kv", $"must divide h_q ({headsQ}), got {headsKv}");
         }
 
-        var dtype = ElementKind.Bf16;
+        var dtype = ElementType.BFloat16;
         if (element.TryGetProperty("dtype", out var dtypeElement))
         {
-            dtype = dtypeElement.ValueKind == JsonValueKind.String ? dtypeElement.GetString() switch
+            if (dtypeElement.ValueKind != JsonValueKind.String || !ElementTypes.TryParse(dtypeElement.GetString(), out dtype))
             {
-                "bf16" => ElementKind.Bf16,
-                "fp16" => ElementKind.Fp16,
-                _ => throw where.Field("dtype", $"must be \"bf16\" or \"fp16\", got {Show(dtypeElement)}"),
+                throw where.Field("dtype", $"must be {string.Join(" or ", ElementTypes.All.Select(t => $"\"{t.ShortName()}\""))}, got {Show(dtypeElement)}");
             }
-            : throw where.Field("dtype", $"must be \"bf16\" or \"fp16\", got {Show(dtypeElement)}");
         }
 
         var seqlensElement = Required(element, "seqlens", where);

@@ -1,16 +1,13 @@
 using FlashMla.Cli.Inputs;
+using FlashMla.Tensors;
 
 namespace FlashMla.Cli.Bench;
 
 /// <summary>FlashMLA's dense-decode FLOP and byte counts (causal masking is not subtracted).</summary>
 internal static class BenchFormulas
 {
-    /// <summary>Bytes per element of q, k_cache and the output.</summary>
-    public static int ElementSize(ElementKind dtype) => dtype switch
-    {
-        ElementKind.Bf16 or ElementKind.Fp16 => 2,
-        _ => throw new ArgumentOutOfRangeException(nameof(dtype), dtype, "no element size known for this dtype"),
-    };
+    /// <summary>Bytes per element of q, k_cache and the output (<see cref="ElementType"/>'s size).</summary>
+    public static int ElementSize(ElementType dtype) => dtype.SizeInBytes;
 
     /// <summary>FLOPs = 2·b·s_q·h_q·mean_seqlen·(d + d_v).</summary>
     public static double Flops(DecodeCaseSpec spec, double meanSeqLen)

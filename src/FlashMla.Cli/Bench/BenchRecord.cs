@@ -1,6 +1,7 @@
 using System.Text.Json;
 using FlashMla.Cli.Inputs;
 using FlashMla.Cli.Output;
+using FlashMla.Tensors;
 
 namespace FlashMla.Cli.Bench;
 
@@ -76,7 +77,7 @@ internal sealed record BenchRecord
         writer.WriteBoolean("varlen", Spec.Varlen);
         writer.WriteBoolean("causal", Spec.Causal);
         writer.WriteNumber("page_block_size", Spec.PageSize);
-        writer.WriteString("dtype", Spec.Dtype.ToName());
+        writer.WriteString("dtype", Spec.Dtype.ShortName());
         writer.Number("mean_s_k", MeanSeqLen);
         writer.NumberOrNull("graph_us", GraphUs);
         writer.NumberOrNull("gbps", GBps);

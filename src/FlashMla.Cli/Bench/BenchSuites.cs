@@ -1,4 +1,5 @@
 using FlashMla.Cli.Inputs;
+using FlashMla.Tensors;
 
 namespace FlashMla.Cli.Bench;
 
@@ -93,7 +94,7 @@ internal static class BenchSuites
         (spec.Causal ? " causal" : "") +
         (spec.HeadsKv != 1 ? $" h_kv{spec.HeadsKv}" : "") +
         (spec.PageSize != 64 ? $" page{spec.PageSize}" : "") +
-        (spec.Dtype != ElementKind.Bf16 ? $" {spec.Dtype.ToName()}" : "");
+        (spec.Dtype != ElementType.BFloat16 ? $" {spec.Dtype.ShortName()}" : "");
 
     private static BenchCase Make(string name, string suite, DecodeCaseSpec spec) => new()
     {

@@ -80,7 +80,7 @@ internal sealed class CudaBenchRunner : IDisposable
         ArgumentNullException.ThrowIfNull(settings);
         ArgumentNullException.ThrowIfNull(readSmClock);
         ArgumentNullException.ThrowIfNull(status);
-        return benchCase.Spec.Dtype == ElementKind.Bf16
+        return benchCase.Spec.Dtype == ElementType.BFloat16
             ? Run<BFloat16>(benchCase, settings, copyGbps, commit, readSmClock, status)
             : Run<Half>(benchCase, settings, copyGbps, commit, readSmClock, status);
     }
@@ -98,7 +98,7 @@ internal sealed class CudaBenchRunner : IDisposable
         var elementSize = Marshal.SizeOf<T>();
         if (elementSize != BenchFormulas.ElementSize(spec.Dtype))
         {
-            throw new InvalidOperationException($"{typeof(T).Name} is {elementSize} bytes, but {spec.Dtype.ToName()} is {BenchFormulas.ElementSize(spec.Dtype)}");
+            throw new InvalidOperationException($"{typeof(T).Name} is {elementSize} bytes, but {spec.Dtype.ShortName()} is {BenchFormulas.ElementSize(spec.Dtype)}");
         }
 
         // Pages per request; one copy of the cache holds exactly the pages in use.
@@ -297,7 +297,7 @@ internal sealed class CudaBenchRunner : IDisposable
     }
 
     /// <summary>Fills a device buffer with N(0,1)/10 clamped to [−1, 1]: a host chunk, uploaded, then tiled on the device.</summary>
-    private void FillRandom<T>(DeviceBuffer<T> buffer, ElementKind kind, Gaussian rng)
+    private void FillRandom<T>(DeviceBuffer<T> buffer, ElementType kind, Gaussian rng)
         where T : unmanaged
     {
         var stream = _session.Stream;

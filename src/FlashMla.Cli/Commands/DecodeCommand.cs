@@ -3,6 +3,7 @@ using System.Globalization;
 using FlashMla.Cli.Backends;
 using FlashMla.Cli.Inputs;
 using FlashMla.Cli.Output;
+using FlashMla.Tensors;
 
 namespace FlashMla.Cli.Commands;
 
@@ -33,6 +34,8 @@ internal static class DecodeCommand
         var inputs = RandomDecodeInputs.Create(spec);
         context.Diag($"decoding on {backend.Name} ({backend.Device})");
         var result = backend.Decode(inputs);
+        var kernel = backend.DescribeKernel(spec);
+        var kernelPath = kernel?.ToString() ?? backend.KernelPath;
 
         var absSum = result.AbsSum();
         var lseSum = result.FiniteLseSum();
@@ -46,8 +49,22 @@ internal static class DecodeCommand
                 w.WriteStartObject();
                 w.WriteString("backend", backend.Name);
                 w.WriteString("device", backend.Device);
-                w.WriteString("kernel_path", backend.KernelPath);
-                w.WriteString("dtype", spec.Dtype.ToName());
+                w.WriteString("kernel_path", kernelPath);
+                if (kernel is not null)
+                {
+                    w.WriteStartObject("kernel");
+                    w.WriteString("path", kernel.Path);
+                    w.WriteString("entry", kernel.Entry);
+                    w.WriteString("module", kernel.Kernel.Module);
+                    w.WriteString("target", kernel.Target);
+                    w.WriteNumber("rows_per_cta", kernel.RowsPerCta);
+                    w.WriteNumber("threads", kernel.Threads);
+                    w.WriteNumber("stages", kernel.Stages);
+                    w.WriteNumber("shared_memory_bytes", kernel.SharedMemoryBytes);
+                    w.WriteString("grid", kernel.Grid.ToString());
+                    w.WriteEndObject();
+                }
+                w.WriteString("dtype", spec.Dtype.ShortName());
                 w.WriteNumber("b", spec.Batch);
                 w.WriteNumber("s_q", spec.SeqQ);
                 w.WriteNumber("h_q", spec.HeadsQ);
@@ -78,8 +95,8 @@ internal static class DecodeCommand
         {
             var table = TableOut.Create("item", "value");
             table.Row("backend", $"{backend.Name} ({backend.Device})");
-            table.Row("kernel path", backend.KernelPath);
-            table.Row("dtype", spec.Dtype.ToName());
+            table.Row("kernel path", kernelPath);
+            table.Row("dtype", spec.Dtype.ShortName());
             table.Row("q", TableOut.Shape(inputs.QShape));
             table.Row("k_cache", TableOut.Shape(inputs.KShape) + $" page {spec.PageSize}");
             table.Row("block_table", TableOut.Shape(inputs.BlockTableShape));

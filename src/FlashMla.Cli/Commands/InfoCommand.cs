@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Globalization;
 using FlashMla.Cli.Backends;
 using FlashMla.Cli.Output;
+using FlashMla.Mla.Cuda;
 
 namespace FlashMla.Cli.Commands;
 
@@ -30,7 +31,14 @@ internal static class InfoCommand
         var probe = CudaProbe.Probe();
         var report = showKernels && probe.Devices.Count > 0 && probe.Devices[0].KernelTarget is not null
             ? KernelReport.Collect(0)
-            : ((IReadOnlyList<KernelResources>, IReadOnlyDictionary<string, string>)?)null;
+            : null;
+
+        // The registered kernel paths per device: whether their modules are built for its target, or,
+        // for device 0 with --kernels, what a decoder found there.
+        IReadOnlyList<KernelPathStatus> PathsOf(CudaDeviceInfo d) =>
+            d.Ordinal == 0 && report is not null ? report.Paths
+            : d.KernelTarget is { } target ? CudaMlaDecoder.DescribePaths(target)
+            : [];
         if (format == OutputFormat.Json)
         {
             context.Out.Write(JsonOut.Render(w =>
@@ -76,12 +84,27 @@ internal static class InfoCommand
                     {
                         w.WriteString("problem", problem);
                     }
+                    w.WriteStartArray("kernel_paths");
+                    foreach (var p in PathsOf(d))
+                    {
+                        w.WriteStartObject();
+                        w.WriteString("path", p.Path);
+                        w.WriteString("module", p.Module);
+                        w.WriteString("target", p.Target);
+                        w.WriteBoolean("available", p.IsAvailable);
+                        if (p.Reason is { } why)
+                        {
+                            w.WriteString("reason", why);
+                        }
+                        w.WriteEndObject();
+                    }
+                    w.WriteEndArray();
                     w.WriteEndObject();
                 }
                 w.WriteEndArray();
                 if (report is { } found)
                 {
-                    var (kernelList, jitLogs) = found;
+                    var (kernelList, jitLogs, _) = found;
                     w.WriteStartArray("kernels");
                     foreach (var k in kernelList)
                     {
@@ -155,9 +178,25 @@ internal static class InfoCommand
             }
         }
 
+        var pathTable = TableOut.Create("#", "kernel path", "module", "target", "status");
+        foreach (var d in probe.Devices)
+        {
+            foreach (var p in PathsOf(d))
+            {
+                pathTable.Row(
+                    d.Ordinal.ToString(CultureInfo.InvariantCulture),
+                    p.Path,
+                    p.Module,
+                    p.Target,
+                    p.Reason ?? (report is not null && d.Ordinal == 0 ? "available" : "built for this target"));
+            }
+        }
+
+        context.OutConsole.Write(pathTable);
+
         if (report is { } collected)
         {
-            var (kernels, logs) = collected;
+            var (kernels, logs, _) = collected;
             var kernelTable = TableOut.Create(
                 "module", "kernel", "threads", "rows/CTA", "stages", "shared memory", "registers", "local (spill) bytes", "max threads/block");
             foreach (var k in kernels)

@@ -5,6 +5,7 @@ using FlashMla.Cli.Backends;
 using FlashMla.Cli.Inputs;
 using FlashMla.Cli.Output;
 using FlashMla.Cli.Verification;
+using FlashMla.Tensors;
 using Spectre.Console;
 
 namespace FlashMla.Cli.Commands;
@@ -187,7 +188,7 @@ internal static class VerifyCommand
         w.WriteBoolean("varlen", r.Spec.Varlen);
         w.WriteBoolean("causal", r.Spec.Causal);
         w.WriteNumber("page_block_size", r.Spec.PageSize);
-        w.WriteString("dtype", r.Spec.Dtype.ToName());
+        w.WriteString("dtype", r.Spec.Dtype.ShortName());
         w.WriteNumber("zero_length_requests", r.Spec.ZeroLengthRequests);
         w.WriteNumber("seed", r.Spec.Seed);
         w.WriteBoolean("passed", r.Passed);

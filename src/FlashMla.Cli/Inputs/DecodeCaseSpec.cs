@@ -1,23 +1,6 @@
+using FlashMla.Tensors;
+
 namespace FlashMla.Cli.Inputs;
-
-/// <summary>Element type of q, k_cache and the output.</summary>
-internal enum ElementKind
-{
-    Bf16,
-    Fp16,
-}
-
-internal static class ElementKindExtensions
-{
-    public static string ToName(this ElementKind kind) => kind == ElementKind.Bf16 ? "bf16" : "fp16";
-
-    public static ElementKind Parse(string name) => name switch
-    {
-        "bf16" => ElementKind.Bf16,
-        "fp16" => ElementKind.Fp16,
-        _ => throw new CliUsageException($"unknown dtype '{name}' (expected bf16 or fp16)"),
-    };
-}
 
 /// <summary>One decode problem as described on the command line (or by a built-in grid).</summary>
 internal sealed record DecodeCaseSpec
@@ -33,7 +16,8 @@ internal sealed record DecodeCaseSpec
     public int HeadsKv { get; init; } = 1;
     public int SeqQ { get; init; } = 1;
     public int PageSize { get; init; } = 64;
-    public ElementKind Dtype { get; init; } = ElementKind.Bf16;
+    /// <summary>The element type of q, k_cache and the output.</summary>
+    public ElementType Dtype { get; init; } = ElementType.BFloat16;
     public bool Causal { get; init; }
     public int Seed { get; init; }
     public int HeadDim { get; init; } = DefaultHeadDim;
@@ -44,6 +28,6 @@ internal sealed record DecodeCaseSpec
 
     public string Describe() =>
         $"b={Batch} s_q={SeqQ} h_q={HeadsQ} h_kv={HeadsKv} s_k={SeqLenK}{(Varlen ? " varlen" : "")}" +
-        $"{(Causal ? " causal" : "")} page={PageSize} {Dtype.ToName()}" +
+        $"{(Causal ? " causal" : "")} page={PageSize} {Dtype.ShortName()}" +
         $"{(ZeroLengthRequests > 0 ? $" zero-len={ZeroLengthRequests}" : "")}";
 }

@@ -1,3 +1,5 @@
+using FlashMla.Tensors;
+
 namespace FlashMla.Cli.Inputs;
 
 /// <summary>Conversions between float and the 16-bit patterns of bf16 / fp16.</summary>
@@ -21,18 +23,18 @@ internal static class ElementBits
 
     public static float Fp16ToFloat(ushort bits) => (float)BitConverter.UInt16BitsToHalf(bits);
 
-    public static ushort FromFloat(ElementKind kind, float value) =>
-        kind == ElementKind.Bf16 ? FloatToBf16(value) : FloatToFp16(value);
+    public static ushort FromFloat(ElementType kind, float value) =>
+        kind == ElementType.BFloat16 ? FloatToBf16(value) : FloatToFp16(value);
 
-    public static float ToFloat(ElementKind kind, ushort bits) =>
-        kind == ElementKind.Bf16 ? Bf16ToFloat(bits) : Fp16ToFloat(bits);
+    public static float ToFloat(ElementType kind, ushort bits) =>
+        kind == ElementType.BFloat16 ? Bf16ToFloat(bits) : Fp16ToFloat(bits);
 
-    public static ushort NaN(ElementKind kind) => kind == ElementKind.Bf16 ? (ushort)0x7FC0 : (ushort)0x7E00;
+    public static ushort NaN(ElementType kind) => kind == ElementType.BFloat16 ? (ushort)0x7FC0 : (ushort)0x7E00;
 
     /// <summary>Widens a span of 16-bit patterns to float.</summary>
-    public static void Widen(ElementKind kind, ReadOnlySpan<ushort> source, Span<float> destination)
+    public static void Widen(ElementType kind, ReadOnlySpan<ushort> source, Span<float> destination)
     {
-        if (kind == ElementKind.Bf16)
+        if (kind == ElementType.BFloat16)
         {
             for (var i = 0; i < source.Length; i++)
             {

@@ -1,3 +1,5 @@
+using FlashMla.Tensors;
+
 namespace FlashMla.Cli.Inputs;
 
 /// <summary>
@@ -27,7 +29,7 @@ internal static class RandomDecodeInputs
         if (kElements > Array.MaxLength || qElements > Array.MaxLength)
         {
             throw new CliFailureException(
-                $"this case needs a {(kElements * 2.0) / (1L << 30):F1} GiB KV cache, more than one host array can hold; " +
+                $"this case needs a {(double)kElements * spec.Dtype.SizeInBytes / (1L << 30):F1} GiB KV cache, more than one host array can hold; " +
                 "use smaller --batch/--seqlen/--kv-heads");
         }
         var numBlocks = spec.Batch * maxBlocksPerSeq;
@@ -115,7 +117,7 @@ internal static class RandomDecodeInputs
     }
 
     /// <summary>Fills with N(0,1)/10 clamped to [−1, 1], rounded to the element type.</summary>
-    public static void FillRandom(Span<ushort> destination, ElementKind kind, Gaussian rng)
+    public static void FillRandom(Span<ushort> destination, ElementType kind, Gaussian rng)
     {
         ArgumentNullException.ThrowIfNull(rng);
         for (var i = 0; i < destination.Length; i++)

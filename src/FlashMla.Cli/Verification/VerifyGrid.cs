@@ -1,4 +1,5 @@
 using FlashMla.Cli.Inputs;
+using FlashMla.Tensors;
 
 namespace FlashMla.Cli.Verification;
 
@@ -25,7 +26,7 @@ internal static class VerifyGrid
         var heads = quick ? QuickHeads : FullHeads;
         var cases = new List<DecodeCaseSpec>();
         var index = 0;
-        foreach (var dtype in (ElementKind[])[ElementKind.Bf16, ElementKind.Fp16])
+        foreach (var dtype in (ElementType[])[ElementType.BFloat16, ElementType.Float16])
         {
             foreach (var (b, sk) in sizes)
             {
@@ -65,7 +66,7 @@ internal static class VerifyGrid
         });
         cases.Add(new DecodeCaseSpec
         {
-            Batch = 2, SeqLenK = 130, SeqQ = 1, HeadsQ = 64, HeadsKv = 1, PageSize = 1, Dtype = ElementKind.Fp16, Seed = seed + index++,
+            Batch = 2, SeqLenK = 130, SeqQ = 1, HeadsQ = 64, HeadsKv = 1, PageSize = 1, Dtype = ElementType.Float16, Seed = seed + index++,
         });
         cases.Add(new DecodeCaseSpec
         {
