@@ -180,22 +180,8 @@ public sealed unsafe class CudaModule : IDisposable
     /// <returns>The device pointer and its size in bytes.</returns>
     public (ulong Pointer, long SizeInBytes) GetGlobal(string name)
     {
-        ArgumentNullException.ThrowIfNull(name);
-        var module = Handle;
-        Context.Enter();
-        var bytes = Encoding.UTF8.GetBytes(name + "\0");
-        ulong ptr;
-        nuint size;
-        fixed (byte* s = bytes)
-        {
-            var r = Context.Api.cuModuleGetGlobal(&ptr, &size, module, s);
-            if (r != CudaResult.Success)
-            {
-                throw Context.Driver.Error(r, $"cuModuleGetGlobal({Name}, {name})");
-            }
-        }
-
-        return (ptr, (long)size);
+        var r = QueryGlobal(name, out var pointer, out var size);
+        return r == CudaResult.Success ? (pointer, size) : throw Context.Driver.Error(r, $"cuModuleGetGlobal({Name}, {name})");
     }
 
     /// <summary>
@@ -208,33 +194,43 @@ public sealed unsafe class CudaModule : IDisposable
     /// <exception cref="CudaException">A driver call failed for another reason.</exception>
     public byte[]? TryReadGlobal(string name)
     {
+        var r = QueryGlobal(name, out var pointer, out var size);
+        if (r == CudaResult.NotFound)
+        {
+            return null;
+        }
+
+        if (r != CudaResult.Success)
+        {
+            throw Context.Driver.Error(r, $"cuModuleGetGlobal({Name}, {name})");
+        }
+
+        var data = new byte[size];
+        fixed (byte* d = data)
+        {
+            Context.Check(Context.Api.cuMemcpyDtoH(d, pointer, (nuint)size), $"cuMemcpyDtoH_v2({Name}, {name}, {size} bytes)");
+        }
+
+        return data;
+    }
+
+    private CudaResult QueryGlobal(string name, out ulong pointer, out long sizeInBytes)
+    {
         ArgumentNullException.ThrowIfNull(name);
         var module = Handle;
         Context.Enter();
         var bytes = Encoding.UTF8.GetBytes(name + "\0");
         ulong ptr;
         nuint size;
+        CudaResult r;
         fixed (byte* s = bytes)
         {
-            var r = Context.Api.cuModuleGetGlobal(&ptr, &size, module, s);
-            if (r == CudaResult.NotFound)
-            {
-                return null;
-            }
-
-            if (r != CudaResult.Success)
-            {
-                throw Context.Driver.Error(r, $"cuModuleGetGlobal({Name}, {name})");
-            }
+            r = Context.Api.cuModuleGetGlobal(&ptr, &size, module, s);
         }
 
-        var data = new byte[(int)size];
-        fixed (byte* d = data)
-        {
-            Context.Check(Context.Api.cuMemcpyDtoH(d, ptr, size), $"cuMemcpyDtoH_v2({Name}, {name}, {size} bytes)");
-        }
-
-        return data;
+        pointer = r == CudaResult.Success ? ptr : 0;
+        sizeInBytes = r == CudaResult.Success ? (long)size : 0;
+        return r;
     }
 
     /// <summary>Unloads the module. Idempotent.</summary>

@@ -164,48 +164,55 @@ public static class MlaDecodeValidation
     /// <typeparam name="TQ">q's .NET element type.</typeparam>
     /// <typeparam name="TKv">The cache tensor's .NET element type.</typeparam>
     /// <typeparam name="TOut">The output's .NET element type.</typeparam>
-    /// <param name="q">q's layout, [b, s_q, h_q, d].</param>
-    /// <param name="kCache">The cache's layout, [num_blocks, page_block_size, h_kv, elements per token].</param>
+    /// <param name="q">q, [b, s_q, h_q, d].</param>
+    /// <param name="kCache">The cache's blocks, [num_blocks, page_block_size, h_kv, elements per token].</param>
     /// <param name="kvFormat">The cache's format.</param>
-    /// <param name="blockTable">The block table's layout.</param>
-    /// <param name="cacheSeqlens">The lengths' layout.</param>
-    /// <param name="output">The output's layout.</param>
-    /// <param name="lse">The LSE's layout.</param>
+    /// <param name="blockTable">The block table.</param>
+    /// <param name="cacheSeqlens">The lengths.</param>
+    /// <param name="output">The output.</param>
+    /// <param name="lse">The LSE.</param>
     /// <param name="options">The options.</param>
     /// <returns>The problem.</returns>
+    /// <exception cref="ArgumentNullException">A tensor is null.</exception>
     /// <exception cref="ArgumentException">An element type, a layout or the format is invalid.</exception>
     public static MlaDecodeProblem ValidateProblem<TQ, TKv, TOut>(
-        TensorLayout q,
-        TensorLayout kCache,
+        ITensorView q,
+        ITensorView kCache,
         KvCacheFormat kvFormat,
-        TensorLayout blockTable,
-        TensorLayout cacheSeqlens,
-        TensorLayout output,
-        TensorLayout lse,
+        ITensorView blockTable,
+        ITensorView cacheSeqlens,
+        ITensorView output,
+        ITensorView lse,
         MlaDecodeOptions options)
         where TQ : unmanaged
         where TKv : unmanaged
         where TOut : unmanaged
     {
+        ArgumentNullException.ThrowIfNull(q);
+        ArgumentNullException.ThrowIfNull(kCache);
+        ArgumentNullException.ThrowIfNull(blockTable);
+        ArgumentNullException.ThrowIfNull(cacheSeqlens);
+        ArgumentNullException.ThrowIfNull(output);
+        ArgumentNullException.ThrowIfNull(lse);
         var queryType = ElementTypes.Of<TQ>(nameof(q));
         var storageType = ElementTypes.Of<TKv>(nameof(kCache));
         var outputType = ElementTypes.Of<TOut>(nameof(output));
         ArgumentNullException.ThrowIfNull(kvFormat, nameof(kCache));
-        var shape = ValidateLayouts(q, kCache, blockTable, cacheSeqlens, output, lse, options);
+        var shape = ValidateLayouts(q.Layout, kCache.Layout, blockTable.Layout, cacheSeqlens.Layout, output.Layout, lse.Layout, options);
         if (storageType != kvFormat.ElementType)
         {
             throw new ArgumentException(
                 $"kCache holds {storageType.ShortName()} elements but its format is {kvFormat} ({kvFormat.ElementType.ShortName()}).", nameof(kCache));
         }
 
-        if (kvFormat.HeadDim != shape.HeadDim || kvFormat.ElementsPerToken != kCache.Shape[3])
+        if (kvFormat.HeadDim != shape.HeadDim || kvFormat.ElementsPerToken != kCache.Layout.Shape[3])
         {
             throw new ArgumentException(
-                $"kCache's format {kvFormat} stores {kvFormat.ElementsPerToken} elements per token for head dimension {kvFormat.HeadDim}; q has head dimension {shape.HeadDim} and kCache's last dimension is {kCache.Shape[3]}.",
+                $"kCache's format {kvFormat} stores {kvFormat.ElementsPerToken} elements per token for head dimension {kvFormat.HeadDim}; q has head dimension {shape.HeadDim} and kCache's last dimension is {kCache.Layout.Shape[3]}.",
                 nameof(kCache));
         }
 
-        return new MlaDecodeProblem(shape, queryType, kvFormat, outputType, kCache);
+        return new MlaDecodeProblem(shape, queryType, kvFormat, outputType, kCache.Layout);
     }
 
     /// <summary>

@@ -14,7 +14,7 @@ namespace FlashMla.Tensors;
 /// rows included, exactly as a <see cref="HostTensor{T}"/> of the same layout spans its memory.
 /// They are enqueued on the given stream, in its context.
 /// </remarks>
-public sealed unsafe class DeviceTensor<T>
+public sealed unsafe class DeviceTensor<T> : ITensorView
     where T : unmanaged
 {
     /// <summary>Wraps a device address with a layout. Nothing but the layout's presence is checked.</summary>

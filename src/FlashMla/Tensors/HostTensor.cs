@@ -5,7 +5,7 @@ namespace FlashMla.Tensors;
 /// <see cref="TensorLayout"/>. It does not copy; several tensors may share one buffer.
 /// </summary>
 /// <typeparam name="T">The element type.</typeparam>
-public sealed class HostTensor<T>
+public sealed class HostTensor<T> : ITensorView
     where T : unmanaged
 {
     /// <summary>Wraps existing memory with a layout.</summary>

@@ -243,10 +243,6 @@ public sealed class CpuMlaDecoder
         where TKv : unmanaged
         where TOut : unmanaged
     {
-        ArgumentNullException.ThrowIfNull(q);
-        ArgumentNullException.ThrowIfNull(kCache);
-        ArgumentNullException.ThrowIfNull(blockTable);
-        ArgumentNullException.ThrowIfNull(cacheSeqlens);
         ArgumentNullException.ThrowIfNull(schedule);
         DecodeWithSchedule(q, kCache, blockTable, cacheSeqlens, schedule, output, lse, options);
     }
@@ -264,16 +260,8 @@ public sealed class CpuMlaDecoder
         where TKv : unmanaged
         where TOut : unmanaged
     {
-        ArgumentNullException.ThrowIfNull(q);
-        ArgumentNullException.ThrowIfNull(kCache);
-        ArgumentNullException.ThrowIfNull(blockTable);
-        ArgumentNullException.ThrowIfNull(cacheSeqlens);
-        ArgumentNullException.ThrowIfNull(output);
-        ArgumentNullException.ThrowIfNull(lse);
         options ??= new MlaDecodeOptions();
-        var problem = MlaDecodeValidation.ValidateProblem<TQ, TKv, TOut>(
-            q.Layout, kCache.Layout, kvFormat, blockTable.Layout, cacheSeqlens.Layout, output.Layout, lse.Layout, options);
-        return (problem, options);
+        return (MlaDecodeValidation.ValidateProblem<TQ, TKv, TOut>(q, kCache, kvFormat, blockTable, cacheSeqlens, output, lse, options), options);
     }
 
     private static int[] ValidateSequences(MlaDecodeShape shape, HostTensor<int> cacheSeqlens, HostTensor<int> blockTable)

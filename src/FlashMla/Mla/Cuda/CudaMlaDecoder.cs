@@ -337,15 +337,9 @@ public sealed class CudaMlaDecoder : IDisposable
         where TOut : unmanaged
     {
         ThrowIfDisposed();
-        ArgumentNullException.ThrowIfNull(q);
         ArgumentNullException.ThrowIfNull(kCache);
-        ArgumentNullException.ThrowIfNull(blockTable);
-        ArgumentNullException.ThrowIfNull(cacheSeqlens);
-        ArgumentNullException.ThrowIfNull(output);
-        ArgumentNullException.ThrowIfNull(lse);
         options ??= new MlaDecodeOptions();
-        var problem = MlaDecodeValidation.ValidateProblem<TQ, TKv, TOut>(
-            q.Layout, kCache.Blocks.Layout, kCache.Format, blockTable.Layout, cacheSeqlens.Layout, output.Layout, lse.Layout, options);
+        var problem = MlaDecodeValidation.ValidateProblem<TQ, TKv, TOut>(q, kCache.Blocks, kCache.Format, blockTable, cacheSeqlens, output, lse, options);
         var shape = problem.Shape;
         _ = Select(problem);
         MlaDecodeValidation.ValidateSequences(shape, cacheSeqlens, blockTable);
@@ -441,17 +435,10 @@ public sealed class CudaMlaDecoder : IDisposable
         where TKv : unmanaged
         where TOut : unmanaged
     {
-        ArgumentNullException.ThrowIfNull(q);
-        ArgumentNullException.ThrowIfNull(kCache);
-        ArgumentNullException.ThrowIfNull(blockTable);
-        ArgumentNullException.ThrowIfNull(cacheSeqlens);
-        ArgumentNullException.ThrowIfNull(plan);
-        ArgumentNullException.ThrowIfNull(output);
-        ArgumentNullException.ThrowIfNull(lse);
-        ArgumentNullException.ThrowIfNull(stream);
         options ??= new MlaDecodeOptions();
-        var problem = MlaDecodeValidation.ValidateProblem<TQ, TKv, TOut>(
-            q.Layout, kCache.Layout, kvFormat, blockTable.Layout, cacheSeqlens.Layout, output.Layout, lse.Layout, options);
+        var problem = MlaDecodeValidation.ValidateProblem<TQ, TKv, TOut>(q, kCache, kvFormat, blockTable, cacheSeqlens, output, lse, options);
+        ArgumentNullException.ThrowIfNull(plan);
+        ArgumentNullException.ThrowIfNull(stream);
         CudaDecodeValidation.RequirePlan(plan, Context, _plans);
         plan.CheckMatches(problem.Shape);
         CudaDecodeValidation.RequireContext(stream, Context);

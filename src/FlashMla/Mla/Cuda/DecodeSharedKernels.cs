@@ -83,28 +83,7 @@ internal sealed class DecodeSharedKernels
     {
         var combine = _combine[launch.Problem.OutputType];
         var shape = launch.Problem.Shape;
-        var os = launch.OutputLayout.Strides;
-        var ls = launch.LseLayout.Strides;
-        var parameters = new CombineParams
-        {
-            OAccum = launch.Plan.OAccum.Pointer,
-            LseAccum = launch.Plan.LseAccum.Pointer,
-            NumSplits = launch.Plan.NumSplits.Pointer,
-            Output = launch.Output,
-            Lse = launch.Lse,
-            OBatchStride = os[0],
-            OSeqStride = os[1],
-            OHeadStride = os[2],
-            LseBatchStride = ls[0],
-            LseHeadStride = ls[1],
-            Batch = shape.Batch,
-            SQ = shape.QueryLength,
-            HQ = shape.QueryHeads,
-            HKv = shape.KvHeads,
-            Group = shape.Group,
-            Rows = shape.RowsPerKvHead,
-            NumParts = launch.Plan.NumParts,
-        };
+        var parameters = CombineParams.Of(launch.CommonParams());
         combine.Launch(CombineGrid(shape, combine.Descriptor.RowsPerCta), parameters, launch.Stream);
     }
 

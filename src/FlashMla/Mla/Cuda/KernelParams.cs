@@ -119,6 +119,30 @@ internal struct CombineParams
     public int NumParts;
 
     public int Pad;
+
+    /// <summary>The combine of a decode: the workspace, output, LSE and shape of its parameters.</summary>
+    /// <param name="decode">The decode's parameters.</param>
+    /// <returns>The combine's parameters.</returns>
+    public static CombineParams Of(in DecodeParams decode) => new()
+    {
+        OAccum = decode.OAccum,
+        LseAccum = decode.LseAccum,
+        NumSplits = decode.NumSplits,
+        Output = decode.Output,
+        Lse = decode.Lse,
+        OBatchStride = decode.OBatchStride,
+        OSeqStride = decode.OSeqStride,
+        OHeadStride = decode.OHeadStride,
+        LseBatchStride = decode.LseBatchStride,
+        LseHeadStride = decode.LseHeadStride,
+        Batch = decode.Batch,
+        SQ = decode.SQ,
+        HQ = decode.HQ,
+        HKv = decode.HKv,
+        Group = decode.Group,
+        Rows = decode.Rows,
+        NumParts = decode.NumParts,
+    };
 }
 
 /// <summary>
