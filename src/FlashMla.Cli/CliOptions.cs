@@ -85,9 +85,9 @@ internal sealed class ShapeOptions
         {
             Description = "Element type of q, k_cache and the output",
             DefaultValueFactory = _ => defaults.Dtype.ShortName(),
-            HelpName = "bf16|fp16",
+            HelpName = string.Join('|', ElementTypes.All.Select(t => t.ShortName())),
         };
-        Dtype.AcceptOnlyFromAmong("bf16", "fp16");
+        Dtype.AcceptOnlyFromAmong([.. ElementTypes.All.Select(t => t.ShortName())]);
         Causal = new Option<bool>("--causal") { Description = "Causal mask among the s_q query tokens" };
         Seed = new Option<int>("--seed") { Description = "Random seed of the inputs", DefaultValueFactory = _ => defaults.Seed };
     }
