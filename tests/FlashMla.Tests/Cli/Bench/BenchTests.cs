@@ -7,7 +7,7 @@ using FlashMla.Cli.Commands;
 using FlashMla.Cli.Inputs;
 using FlashMla.Tensors;
 
-namespace FlashMla.Tests;
+namespace FlashMla.Tests.Cli.Bench;
 
 /// <summary>The bench's CPU-side logic: cases files, case names, the timing method's arithmetic, the JSON records.</summary>
 public sealed class BenchTests

@@ -2,7 +2,7 @@ using System.Diagnostics;
 using FlashMla.Cli.Backends;
 using FlashMla.Cli.Nvml;
 
-namespace FlashMla.Tests;
+namespace FlashMla.Tests.Cli.Nvml;
 
 /// <summary>Loading NVML: failures are reported, never thrown. They run everywhere.</summary>
 public sealed class NvmlTests
