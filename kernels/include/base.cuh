@@ -50,6 +50,14 @@ FMLA_DEVICE float shfl_xor(float v, int mask) {
     return r;
 }
 
+// `v` of lane 0 in every lane (all 32 lanes active). Besides broadcasting, it tells ptxas the
+// value is warp-uniform, so that branches on it are not divergent (ptxas serializes wgmma in code
+// it thinks divergent).
+FMLA_DEVICE int warp_uniform(int v) {
+    asm volatile("shfl.sync.idx.b32 %0, %0, 0, 0x1f, 0xffffffff;" : "+r"(v));
+    return v;
+}
+
 FMLA_DEVICE int shfl_xor(int v, int mask) {
     int r;
     asm volatile("shfl.sync.bfly.b32 %0, %1, %2, 0x1f, 0xffffffff;" : "=r"(r) : "r"(v), "r"(mask));

@@ -60,11 +60,26 @@ struct DecodePiece {
 
 // Calls piece(DecodePiece) for each request piece of part `part_index`, in request order. The
 // ranges are clamped to the requests' real block counts, and a piece whose split slot lies
-// outside the plan's workspace (a plan of another batch) is skipped.
-template <typename F>
+// outside the plan's workspace (a plan of another batch) is skipped. With kWarpUniform (whole
+// warps calling), every value read from memory is broadcast from lane 0 (warp_uniform), so that
+// the loops and branches of the walk and of `piece` are warp-uniform for the compiler.
+template <bool kWarpUniform = false, typename F>
 FMLA_DEVICE void for_each_piece(const DecodeParams& p, int part_index, F&& piece) {
+    auto u = [](int v) FMLA_INLINE_LAMBDA {
+        if constexpr (kWarpUniform) return warp_uniform(v);
+        return v;
+    };
     const DecodePart* parts = reinterpret_cast<const DecodePart*>(p.parts);
-    const DecodePart part = parts[part_index];
+    DecodePart part = parts[part_index];
+    if constexpr (kWarpUniform) {
+        part.begin_request = u(part.begin_request);
+        part.end_request = u(part.end_request);
+        part.begin_block = u(part.begin_block);
+        part.end_block = u(part.end_block);
+        part.begin_split = u(part.begin_split);
+        part.first_request_is_split = u(part.first_request_is_split);
+        part.last_request_is_split = u(part.last_request_is_split);
+    }
     if (part.begin_request >= p.batch || part.begin_request < 0) return;
     const int last = part.end_request < p.batch ? part.end_request : p.batch - 1;
     const int* seqlens = reinterpret_cast<const int*>(p.cache_seqlens);
@@ -75,7 +90,7 @@ FMLA_DEVICE void for_each_piece(const DecodeParams& p, int part_index, F&& piece
 
     for (int request = part.begin_request; request <= last; ++request) {
         // The schedule kernel already reported a bad length; here it only has to stay harmless.
-        const int seqlen = guarded_seqlen(seqlens, request, capacity, error, false);
+        const int seqlen = u(guarded_seqlen(seqlens, request, capacity, error, false));
         const bool first = request == part.begin_request;
         const bool final_piece = request == part.end_request;
         int tile_begin = first ? part.begin_block : 0;
@@ -85,7 +100,7 @@ FMLA_DEVICE void for_each_piece(const DecodeParams& p, int part_index, F&& piece
         if (tile_begin > tile_end) tile_begin = tile_end;
         const bool split = first ? part.first_request_is_split != 0
                                  : (final_piece ? part.last_request_is_split != 0 : false);
-        const int slot = num_splits[request] + (first ? part.begin_split : 0);
+        const int slot = u(num_splits[request]) + (first ? part.begin_split : 0);
         if (split && (slot < 0 || slot >= slots)) continue;
         piece(DecodePiece{request, tile_begin, tile_end, seqlen, split, slot});
     }
