@@ -145,6 +145,26 @@ static_assert(sizeof(DecodeParams) == 240, "DecodeParams: 11 pointers, 12 stride
 static_assert(__builtin_offsetof(DecodeParams, q_batch_stride) == 88, "strides follow the 11 pointers");
 static_assert(__builtin_offsetof(DecodeParams, batch) == 184, "32-bit fields follow the 12 strides");
 
+// ---- decode_sm90.cu (the Hopper path) -------------------------------------------------------
+
+// A CUtensorMap (TMA descriptor): 128 opaque bytes, encoded on the host, 64-byte aligned (so is
+// every struct holding one, which makes it a `.param .align 64` kernel parameter).
+struct alignas(64) TensorMapBytes {
+    u8 bytes[128];
+};
+
+// DecodeParams, then the K cache's tensor map: 4-D (column, slot in page, KV head, block), box
+// 64 × 64 × 1 × 1, SWIZZLE_128B. The kernel reads the map in place in the parameter space, or
+// from global memory when k_map_global is not 0.
+#define FMLA_DECODE_PARAMS_SM90_FIELDS(X) \
+    X(DecodeParams, d)                    \
+    X(u64, k_map_global)                  \
+    X(u64, pad)                           \
+    X(TensorMapBytes, k_map)
+FMLA_ABI_STRUCT(DecodeParamsSm90, FMLA_DECODE_PARAMS_SM90_FIELDS);
+static_assert(sizeof(DecodeParamsSm90) == 384 && __builtin_offsetof(DecodeParamsSm90, k_map) == 256,
+              "DecodeParamsSm90: DecodeParams, 2 x u64, the tensor map at byte 256");
+
 // ---- decode_combine.cu ----------------------------------------------------------------------
 
 #define FMLA_COMBINE_PARAMS_FIELDS(X)     \

@@ -111,7 +111,7 @@ typedef char ParamStructName[kParamStructNameBytes];
     X(int, q_type)                 /* ElementCode of q, the KV cache and the output (none: n/a) */ \
     X(int, kv_type)                                                                                \
     X(int, out_type)                                                                               \
-    X(int, reserved)                                                                               \
+    X(int, head_dim)               /* the q/k head dimension it is built for; 0: any it accepts */ \
     X(ParamStructName, param_struct) /* e.g. "DecodeParams" */
 
 struct KernelDesc {
@@ -125,6 +125,7 @@ struct KernelDesc {
         d.smem_bytes_per_request = bytes_per_request;
         return d;
     }
+    constexpr KernelDesc dims(int qk_head_dim) const { KernelDesc d = *this; d.head_dim = qk_head_dim; return d; }
     constexpr KernelDesc types(int q, int kv, int out) const {
         KernelDesc d = *this;
         d.q_type = q;

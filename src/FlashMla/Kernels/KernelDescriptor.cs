@@ -23,6 +23,7 @@ namespace FlashMla.Kernels;
 /// <param name="QueryType">The element type of q, or null when the kernel does not read q.</param>
 /// <param name="KvType">The element type of the KV cache, or null.</param>
 /// <param name="OutputType">The element type of the output, or null.</param>
+/// <param name="HeadDim">The q/k head dimension the kernel is built for; 0 when it takes any the API accepts.</param>
 public sealed record KernelDescriptor(
     string Module,
     string Entry,
@@ -36,7 +37,8 @@ public sealed record KernelDescriptor(
     string ParamStruct,
     ElementType? QueryType,
     ElementType? KvType,
-    ElementType? OutputType)
+    ElementType? OutputType,
+    int HeadDim = 0)
 {
     /// <summary>The prefix of descriptor constants: <c>fmla_desc_&lt;entry&gt;</c>.</summary>
     public const string GlobalPrefix = "fmla_desc_";
@@ -66,6 +68,11 @@ public sealed record KernelDescriptor(
         if (Stages > 0)
         {
             text.Append(CultureInfo.InvariantCulture, $", {Stages} stage{(Stages == 1 ? string.Empty : "s")}");
+        }
+
+        if (HeadDim > 0)
+        {
+            text.Append(CultureInfo.InvariantCulture, $", head dim {HeadDim}");
         }
 
         text.Append(CultureInfo.InvariantCulture, $", {SharedMemoryBytes} B shared memory");
@@ -119,7 +126,8 @@ public sealed record KernelDescriptor(
             paramStruct,
             ElementOf(d.QType, where),
             ElementOf(d.KvType, where),
-            ElementOf(d.OutType, where));
+            ElementOf(d.OutType, where),
+            d.HeadDim);
     }
 
     private static ElementType? ElementOf(int code, string where) =>
@@ -148,6 +156,6 @@ internal unsafe struct KernelDesc
     public int QType;
     public int KvType;
     public int OutType;
-    public int Reserved;
+    public int HeadDim;
     public fixed byte ParamStruct[ParamStructBytes];
 }

@@ -11,6 +11,7 @@ internal static class DecodeKernelPaths
     /// <summary>Every registered path, in the order the decoder asks them.</summary>
     public static IReadOnlyList<DecodePathRegistration> All { get; } =
     [
+        WgmmaPath.Registration,
         MmaSyncPath.Registration,
     ];
 }

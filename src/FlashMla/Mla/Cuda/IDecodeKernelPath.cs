@@ -60,6 +60,53 @@ internal sealed record DecodePathEnvironment(KernelLibrary Kernels, int SharedMe
     public CudaDevice Device => Kernels.Context.Device;
 }
 
+/// <summary>Rules that several kernel paths share.</summary>
+internal static class DecodePathRules
+{
+    /// <summary>
+    /// Whether a path whose kernels read a dense cache and compute in one element type (q, the
+    /// cache and the output alike) supports a problem's types and format.
+    /// </summary>
+    /// <param name="problem">The problem.</param>
+    /// <param name="pathName">The path's name, for the reasons.</param>
+    /// <param name="types">The element types the path has kernels for.</param>
+    /// <returns>The answer.</returns>
+    public static KernelSupport DenseSingleType(in MlaDecodeProblem problem, string pathName, IReadOnlyCollection<ElementType> types)
+    {
+        var q = problem.QueryType;
+        if (!problem.KvFormat.IsDense)
+        {
+            return KernelSupport.No($"the {pathName} kernels read dense KV caches; kCache's format is {problem.KvFormat}", "kCache");
+        }
+
+        if (problem.KvFormat.ElementType != q)
+        {
+            return KernelSupport.No(
+                $"the {pathName} kernels need q, the KV cache and the output in one element type; q is {q.ShortName()}, kCache {problem.KvFormat}",
+                "kCache");
+        }
+
+        if (problem.OutputType != q)
+        {
+            return KernelSupport.No(
+                $"the {pathName} kernels need q, the KV cache and the output in one element type; q is {q.ShortName()}, output {problem.OutputType.ShortName()}",
+                "output");
+        }
+
+        return types.Contains(q)
+            ? KernelSupport.Yes
+            : KernelSupport.No($"the {pathName} kernels are built for [{string.Join(", ", types.Select(t => t.ShortName()))}], not {q.ShortName()}", "q");
+    }
+
+    /// <summary>The grid of a path whose CTAs take <paramref name="rowsPerCta"/> query rows of one KV head and one schedule part: (ceil(rows / rows per CTA), h_kv, num_parts).</summary>
+    /// <param name="shape">The shape.</param>
+    /// <param name="rowsPerCta">Query rows per CTA.</param>
+    /// <param name="numParts">The plan's parts.</param>
+    /// <returns>The grid.</returns>
+    public static Dim3 Grid(MlaDecodeShape shape, int rowsPerCta, int numParts) =>
+        new((uint)((shape.RowsPerKvHead + rowsPerCta - 1) / rowsPerCta), (uint)shape.KvHeads, (uint)numParts);
+}
+
 /// <summary>A path's answer to <see cref="IDecodeKernelPath.Supports"/>.</summary>
 /// <param name="IsSupported">Whether the path supports the problem.</param>
 /// <param name="Reason">Why not.</param>

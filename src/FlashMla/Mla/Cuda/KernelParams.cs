@@ -1,4 +1,5 @@
 using System.Runtime.InteropServices;
+using FlashMla.Cuda;
 
 namespace FlashMla.Mla.Cuda;
 
@@ -169,4 +170,23 @@ internal struct ErrorRecord
 
     /// <summary>The value the host initialises the record with: no flags, no offending request.</summary>
     public static ErrorRecord Clean => new() { BadSeqlenRequest = int.MaxValue, BadBlockRequest = int.MaxValue };
+}
+
+/// <summary>
+/// <c>DecodeParamsSm90</c> of <c>mla_decode_sm90_*</c> (decode_sm90.cu): the common parameters,
+/// then the K cache's TMA descriptor at byte 256 (its C type is 64-byte aligned, so is this struct
+/// in the kernel's parameter space).
+/// </summary>
+[StructLayout(LayoutKind.Sequential)]
+internal struct DecodeParamsSm90
+{
+    public DecodeParams D;
+
+    /// <summary>A copy of the tensor map in global memory to read instead of <see cref="KMap"/>; 0: read KMap in place.</summary>
+    public ulong KMapGlobal;
+
+    public ulong Pad;
+
+    /// <summary>4-D (column, slot in page, KV head, block), box 64 × 64 × 1 × 1, 128-byte swizzle.</summary>
+    public TensorMap KMap;
 }

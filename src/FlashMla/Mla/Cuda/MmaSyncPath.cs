@@ -87,40 +87,15 @@ internal sealed class MmaSyncPath : IDecodeKernelPath
     /// <param name="problem">The problem.</param>
     /// <param name="types">The element types the path has kernels for.</param>
     /// <returns>The answer.</returns>
-    internal static KernelSupport Support(in MlaDecodeProblem problem, IReadOnlyCollection<ElementType> types)
-    {
-        var q = problem.QueryType;
-        if (!problem.KvFormat.IsDense)
-        {
-            return KernelSupport.No($"the {Registration.Name} kernels read dense KV caches; kCache's format is {problem.KvFormat}", "kCache");
-        }
-
-        if (problem.KvFormat.ElementType != q)
-        {
-            return KernelSupport.No(
-                $"the {Registration.Name} kernels need q, the KV cache and the output in one element type; q is {q.ShortName()}, kCache {problem.KvFormat}",
-                "kCache");
-        }
-
-        if (problem.OutputType != q)
-        {
-            return KernelSupport.No(
-                $"the {Registration.Name} kernels need q, the KV cache and the output in one element type; q is {q.ShortName()}, output {problem.OutputType.ShortName()}",
-                "output");
-        }
-
-        return types.Contains(q)
-            ? KernelSupport.Yes
-            : KernelSupport.No($"the {Registration.Name} kernels are built for [{string.Join(", ", types.Select(t => t.ShortName()))}], not {q.ShortName()}", "q");
-    }
+    internal static KernelSupport Support(in MlaDecodeProblem problem, IReadOnlyCollection<ElementType> types) =>
+        DecodePathRules.DenseSingleType(problem, Registration.Name, types);
 
     /// <summary>The grid of a variant: (ceil(rows / rows per CTA), h_kv, num_parts).</summary>
     /// <param name="shape">The shape.</param>
     /// <param name="rowsPerCta">The variant's rows per CTA.</param>
     /// <param name="numParts">The plan's parts.</param>
     /// <returns>The grid.</returns>
-    internal static Dim3 Grid(MlaDecodeShape shape, int rowsPerCta, int numParts) =>
-        new((uint)((shape.RowsPerKvHead + rowsPerCta - 1) / rowsPerCta), (uint)shape.KvHeads, (uint)numParts);
+    internal static Dim3 Grid(MlaDecodeShape shape, int rowsPerCta, int numParts) => DecodePathRules.Grid(shape, rowsPerCta, numParts);
 
     /// <inheritdoc/>
     public KernelSupport Supports(in MlaDecodeProblem problem) =>
