@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Compiles the microbenchmarks in bench/micro/*.cu and the timing probes of the Hopper decode kernel
+# to PTX (sm_90a) in bench/micro/build/ (git-ignored), with the same clang-19 flags and kernel
+# headers as scripts/build-kernels.sh. bench/micro/run.sh uses them on the GPU machine; carry
+# bench/micro/build there.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+clang=${CLANG:-clang-19}
+mkdir -p bench/micro/build
+# The decode kernels under development are built here too, so that bench/micro/check_sm90.py can
+# load them before they are embedded.
+build() {  # build SOURCE NAME [clang flags…]
+  local src=$1 name=$2
+  shift 2
+  "$clang" -x cuda --cuda-device-only -nocudainc -nocudalib --cuda-gpu-arch=sm_90a -std=c++17 -O3 \
+    -ffp-contract=fast -Wall -Wextra -Werror -Wno-unknown-cuda-version -I kernels/include "$@" \
+    -S -o "bench/micro/build/$name.ptx" "$src"
+}
+for src in bench/micro/*.cu; do
+  build "$src" "$(basename "$src" .cu)"
+done
+# Timing probes of the decode kernel (not correct results): K loads removed, tensor work removed.
+build kernels/decode_sm90.cu probe_sm90_noload -DFMLA_SM90_PROBE_NO_LOADS
+build kernels/decode_sm90.cu probe_sm90_nomath -DFMLA_SM90_PROBE_NO_MATH
+echo "wrote $(ls bench/micro/build/*.ptx | wc -l) PTX files to bench/micro/build"
