@@ -43,6 +43,7 @@ public sealed class GpuFixture : IDisposable
     private readonly Lock _lock = new();
     private CudaStream? _stream;
     private CudaMlaDecoder? _decoder;
+    private CudaMlaDecoder? _mmaSyncDecoder;
     private string? _decoderSkipReason;
 
     /// <summary>The mode from <c>FLASHMLA_GPU_TESTS</c>.</summary>
@@ -149,10 +150,26 @@ public sealed class GpuFixture : IDisposable
         }
     }
 
-    /// <summary>Releases the decoder, the stream and the context.</summary>
+    /// <summary>
+    /// A decoder that asks only the portable mma.sync path (created once), so that its kernels are
+    /// tested on devices where a more specialised path would take their calls. Skips like
+    /// <see cref="RequireDecoder"/>.
+    /// </summary>
+    /// <returns>The decoder.</returns>
+    public CudaMlaDecoder RequireMmaSyncDecoder()
+    {
+        var shared = RequireDecoder();
+        lock (_lock)
+        {
+            return _mmaSyncDecoder ??= new CudaMlaDecoder(shared.Context, shared.Context.Device.MaxSharedMemoryPerBlockOptin, [MmaSyncPath.Registration]);
+        }
+    }
+
+    /// <summary>Releases the decoders, the stream and the context.</summary>
     public void Dispose()
     {
         _decoder?.Dispose();
+        _mmaSyncDecoder?.Dispose();
         _stream?.Dispose();
         if (_context.IsValueCreated)
         {

@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Text;
 using System.Text.RegularExpressions;
+using FlashMla.Kernels;
 
 namespace FlashMla.Tests.Kernels;
 
@@ -31,6 +32,14 @@ internal static partial class PtxConstants
         }
 
         return result;
+    }
+
+    /// <summary>The descriptors of every entry of an embedded module, read from its PTX text.</summary>
+    public static KernelDescriptor[] Descriptors(string target, string module)
+    {
+        var ptx = KernelLibrary.ReadPtx(target, module) ?? throw new InvalidOperationException($"{target}/{module} is not embedded");
+        var constants = Read(ptx);
+        return [.. KernelLibrary.EntryNames(ptx).Select(e => KernelDescriptor.Parse(constants[KernelDescriptor.GlobalPrefix + e], module, e, target))];
     }
 
     /// <summary>Decodes an exported ABI layout (<c>AbiLayout</c> of kernels/include/kernel_desc.cuh).</summary>

@@ -72,14 +72,27 @@ public sealed class CudaMlaDecoder : IDisposable
     /// <param name="context">The context.</param>
     /// <param name="sharedMemoryLimitBytes">At most the device's opt-in limit.</param>
     internal CudaMlaDecoder(CudaContext context, int sharedMemoryLimitBytes)
+        : this(context, sharedMemoryLimitBytes, DecodeKernelPaths.All)
     {
+    }
+
+    /// <summary>
+    /// Creates a decoder that asks only <paramref name="paths"/> (in that order); tests use it to run
+    /// a path that a more specialised one would otherwise take over on the device at hand.
+    /// </summary>
+    /// <param name="context">The context.</param>
+    /// <param name="sharedMemoryLimitBytes">At most the device's opt-in limit.</param>
+    /// <param name="paths">The kernel paths to ask, a subset of <see cref="DecodeKernelPaths.All"/>.</param>
+    internal CudaMlaDecoder(CudaContext context, int sharedMemoryLimitBytes, IReadOnlyList<DecodePathRegistration> paths)
+    {
+        ArgumentNullException.ThrowIfNull(paths);
         ArgumentNullException.ThrowIfNull(context);
         ArgumentOutOfRangeException.ThrowIfGreaterThan(sharedMemoryLimitBytes, context.Device.MaxSharedMemoryPerBlockOptin);
         Context = context;
         var kernels = KernelLibrary.For(context);
         _shared = new DecodeSharedKernels(kernels, sharedMemoryLimitBytes);
         var environment = new DecodePathEnvironment(kernels, sharedMemoryLimitBytes);
-        _paths = [.. DecodeKernelPaths.All.Select(r => r.Create(environment))];
+        _paths = [.. paths.Select(r => r.Create(environment))];
         if (_paths.All(p => p.Unavailable is not null))
         {
             throw new NotSupportedException(

@@ -39,6 +39,13 @@ public abstract class GpuDecodeTests<T>(GpuFixture gpu)
     /// <summary>Which half of <see cref="LargeCases"/> this element type runs (0 or 1).</summary>
     protected abstract int LargeCaseParity { get; }
 
+    /// <summary>
+    /// The decoder under test: by default the library's (every kernel path; on sm_90a the wgmma
+    /// path takes the calls it supports), or one restricted to a path.
+    /// </summary>
+    /// <returns>The decoder (skips the test without a usable GPU).</returns>
+    protected virtual CudaMlaDecoder Decoder() => gpu.RequireDecoder();
+
     public static IEnumerable<TheoryDataRow<int, int, int, int, int, bool, bool, int>> PairwiseCases =>
         DecoderGrid.PairwiseCases
             .Where((_, i) => !GpuFixture.Quick || i % 6 == 0)
@@ -60,7 +67,7 @@ public abstract class GpuDecodeTests<T>(GpuFixture gpu)
     [MemberData(nameof(PairwiseCases))]
     public void Pairwise_MatchesReference(int batch, int queryLength, int seqlenK, int queryHeads, int kvHeads, bool varlen, bool causal, int pageBlockSize)
     {
-        var decoder = gpu.RequireDecoder();
+        var decoder = Decoder();
         var gridCase = new GridCase(batch, queryLength, seqlenK, queryHeads, kvHeads, varlen, causal, pageBlockSize);
         RunHostAndCheck(decoder, gridCase.ToSpec(TestSeeds.Next($"GpuPairwise/{gridCase}/{TensorTestUtil.DTypeName<T>()}")));
     }
@@ -69,7 +76,7 @@ public abstract class GpuDecodeTests<T>(GpuFixture gpu)
     [MemberData(nameof(PageSize128Cases))]
     public void PageSize128_MatchesReference(int batch, int queryLength, int seqlenK, int queryHeads, int kvHeads, bool varlen, bool causal)
     {
-        var decoder = gpu.RequireDecoder();
+        var decoder = Decoder();
         var gridCase = new GridCase(batch, queryLength, seqlenK, queryHeads, kvHeads, varlen, causal, 128);
         RunHostAndCheck(decoder, gridCase.ToSpec(TestSeeds.Next($"GpuPage128/{gridCase}/{TensorTestUtil.DTypeName<T>()}")));
     }
@@ -79,7 +86,7 @@ public abstract class GpuDecodeTests<T>(GpuFixture gpu)
     [InlineData(true)]
     public void NonContiguousLayouts_MatchReference(bool causal)
     {
-        var decoder = gpu.RequireDecoder();
+        var decoder = Decoder();
         RunHostAndCheck(decoder, new DecodeCaseSpec
         {
             Batch = 3,
@@ -99,7 +106,7 @@ public abstract class GpuDecodeTests<T>(GpuFixture gpu)
     [Fact]
     public void HeadDim512_MatchesReference()
     {
-        var decoder = gpu.RequireDecoder();
+        var decoder = Decoder();
         RunHostAndCheck(decoder, new DecodeCaseSpec
         {
             Batch = 2,
@@ -126,7 +133,7 @@ public abstract class GpuDecodeTests<T>(GpuFixture gpu)
         int batch, int queryLength, int seqlenK, int queryHeads, int kvHeads, bool causal, int pageBlockSize)
     {
         const int Sm80OptinLimit = 166_912;
-        _ = gpu.RequireDecoder();
+        _ = Decoder();
         using var decoder = new CudaMlaDecoder(gpu.RequireContext(), Sm80OptinLimit);
         var dtype = TensorTestUtil.DTypeName<T>();
         var type = ElementTypes.Of<T>("T");
@@ -141,7 +148,7 @@ public abstract class GpuDecodeTests<T>(GpuFixture gpu)
     [InlineData(true)]
     public void AllSequencesEmpty_GiveZeroOutputAndInfiniteLse(bool causal)
     {
-        var decoder = gpu.RequireDecoder();
+        var decoder = Decoder();
         var (_, output, lse) = RunHostAndCheck(decoder, new DecodeCaseSpec
         {
             Batch = 3,
@@ -162,7 +169,7 @@ public abstract class GpuDecodeTests<T>(GpuFixture gpu)
     [MemberData(nameof(LargeCaseIndices))]
     public void LargeBatch_WithZeroLengthRequests_MatchesReference(int index)
     {
-        var decoder = gpu.RequireDecoder();
+        var decoder = Decoder();
         var (batch, seqlenK, queryLength, causal) = LargeCases[index];
         if (GpuFixture.Quick)
         {
@@ -194,7 +201,7 @@ public abstract class GpuDecodeTests<T>(GpuFixture gpu)
     [Fact]
     public void Determinism_TwoRunsAreBitwiseEqual()
     {
-        var decoder = gpu.RequireDecoder();
+        var decoder = Decoder();
         var context = decoder.Context;
         var stream = gpu.RequireStream();
         var decodeCase = DecodeCase<T>.Create(new DecodeCaseSpec
@@ -234,7 +241,7 @@ public abstract class GpuDecodeTests<T>(GpuFixture gpu)
     [Fact]
     public void GraphCapture_UpdatePlanAndDecode_ReplaysBitwiseEqual()
     {
-        var decoder = gpu.RequireDecoder();
+        var decoder = Decoder();
         var context = decoder.Context;
         using var stream = CudaStream.Create(context, nonBlocking: true);
         var decodeCase = DecodeCase<T>.Create(new DecodeCaseSpec
@@ -285,7 +292,7 @@ public abstract class GpuDecodeTests<T>(GpuFixture gpu)
     [Fact]
     public void GuardedInputs_BadBlockId_RaisesNamingTheRequest_ThenContextStillWorks()
     {
-        var decoder = gpu.RequireDecoder();
+        var decoder = Decoder();
         var context = decoder.Context;
         var stream = gpu.RequireStream();
         var decodeCase = GuardCase();
@@ -318,7 +325,7 @@ public abstract class GpuDecodeTests<T>(GpuFixture gpu)
     [Fact]
     public void GuardedInputs_TooLongSeqlen_RaisesNamingTheRequest_ThenContextStillWorks()
     {
-        var decoder = gpu.RequireDecoder();
+        var decoder = Decoder();
         var context = decoder.Context;
         var stream = gpu.RequireStream();
         var decodeCase = GuardCase();
@@ -351,7 +358,7 @@ public abstract class GpuDecodeTests<T>(GpuFixture gpu)
     [Fact]
     public void CheckedMode_RaisesAtDecode()
     {
-        var decoder = gpu.RequireDecoder();
+        var decoder = Decoder();
         var context = decoder.Context;
         var stream = gpu.RequireStream();
         var decodeCase = GuardCase();
@@ -381,7 +388,7 @@ public abstract class GpuDecodeTests<T>(GpuFixture gpu)
     [Fact]
     public void Plan_ThatDoesNotMatch_IsRejectedOnPlan()
     {
-        var decoder = gpu.RequireDecoder();
+        var decoder = Decoder();
         var context = decoder.Context;
         var stream = gpu.RequireStream();
         var decodeCase = DecodeCase<T>.Create(SmallSpec(TestSeeds.Next(Name())));
@@ -407,7 +414,7 @@ public abstract class GpuDecodeTests<T>(GpuFixture gpu)
     [Fact]
     public void DecodeHost_InvalidSequences_ThrowBeforeWriting()
     {
-        var decoder = gpu.RequireDecoder();
+        var decoder = Decoder();
         var decodeCase = DecodeCase<T>.Create(SmallSpec(TestSeeds.Next(Name())));
         var output = decodeCase.NewOutput();
         var lse = decodeCase.NewLse();
@@ -635,4 +642,26 @@ public sealed class GpuDecodeTests_BFloat16(GpuFixture gpu) : GpuDecodeTests<BFl
 public sealed class GpuDecodeTests_Half(GpuFixture gpu) : GpuDecodeTests<Half>(gpu)
 {
     protected override int LargeCaseParity => 1;
+}
+
+/// <summary>The same grid on the portable mma.sync path alone (on sm_90a the wgmma path would take most of it).</summary>
+[Collection(GpuCollection.Name)]
+public sealed class GpuDecodeTests_BFloat16_MmaSync(GpuFixture gpu) : GpuDecodeTests<BFloat16>(gpu)
+{
+    private readonly GpuFixture _gpu = gpu;
+
+    protected override int LargeCaseParity => 1;
+
+    protected override CudaMlaDecoder Decoder() => _gpu.RequireMmaSyncDecoder();
+}
+
+/// <summary>The same grid on the portable mma.sync path alone, fp16.</summary>
+[Collection(GpuCollection.Name)]
+public sealed class GpuDecodeTests_Half_MmaSync(GpuFixture gpu) : GpuDecodeTests<Half>(gpu)
+{
+    private readonly GpuFixture _gpu = gpu;
+
+    protected override int LargeCaseParity => 0;
+
+    protected override CudaMlaDecoder Decoder() => _gpu.RequireMmaSyncDecoder();
 }

@@ -31,7 +31,7 @@ public sealed class GpuKernelPathTests(GpuFixture gpu)
     [Fact]
     public void KernelPaths_ListMmaSyncAsAvailable_AndDescribeKernelNamesItsVariant()
     {
-        var decoder = gpu.RequireDecoder();
+        var decoder = gpu.RequireMmaSyncDecoder();
         var mma = Assert.Single(decoder.KernelPaths, p => p.Path == MmaSyncPath.Registration.Name);
         Assert.True(mma.IsAvailable, mma.ToString());
         Assert.Equal(decoder.Context.Kernels.Target, mma.Target);
@@ -45,6 +45,37 @@ public sealed class GpuKernelPathTests(GpuFixture gpu)
         Assert.Equal(new Dim3(2, 1, (uint)decoder.NumPartsFor(1, 128, 1)), info.Grid);
         var entry = decoder.Context.Kernels.GetEntry(info.Kernel.Module, info.Entry);
         Assert.True(entry.Kernel.MaxDynamicSharedSizeBytes >= info.SharedMemoryBytes, "the variant's shared-memory limit was raised");
+    }
+
+    [Theory]
+    [InlineData(64, 576, true)]
+    [InlineData(128, 512, true)]
+    [InlineData(16, 576, false)]
+    [InlineData(1, 576, false)]
+    public void OnSm90a_TheWgmmaPathTakesPageSizesThatAreMultiplesOf64_ElsewhereItIsUnavailable(int pageBlockSize, int headDim, bool wgmma)
+    {
+        var decoder = gpu.RequireDecoder();
+        var status = Assert.Single(decoder.KernelPaths, p => p.Path == WgmmaPath.Registration.Name);
+        var shape = new MlaDecodeShape(4, 2, 64, 1, headDim, 512, 100, pageBlockSize, 8);
+        var problem = new MlaDecodeProblem(shape, ElementType.Float16, KvCacheFormat.Dense(ElementType.Float16, headDim), ElementType.Float16);
+        var info = decoder.DescribeKernel(problem);
+        if (decoder.Context.Kernels.Target != "sm_90a")
+        {
+            Assert.False(status.IsAvailable, $"{status} on {decoder.Context.Device}");
+            Assert.Equal(MmaSyncPath.Registration.Name, info.Path);
+            return;
+        }
+
+        Assert.True(status.IsAvailable, status.ToString());
+        Assert.Equal(wgmma ? WgmmaPath.Registration.Name : MmaSyncPath.Registration.Name, info.Path);
+        if (wgmma)
+        {
+            Assert.Equal(WgmmaPath.Registration.Module, info.Kernel.Module);
+            Assert.Equal(headDim, info.Kernel.HeadDim);
+            Assert.Equal(512, info.Threads);
+            Assert.Equal(ElementType.Float16, info.Kernel.QueryType);
+            Assert.Equal(new Dim3(2, 1, (uint)decoder.NumPartsFor(2, 64, 1)), info.Grid);
+        }
     }
 
     [Fact]

@@ -26,7 +26,7 @@ public sealed class MmaSyncPathTests
     [MemberData(nameof(Targets))]
     public void Variant_IsTheSmallestThatHoldsTheRows_WithTheDeepestPipelineThatFits(string target)
     {
-        var variants = Descriptors(target, MmaSyncPath.Registration.Module);
+        var variants = PtxConstants.Descriptors(target, MmaSyncPath.Registration.Module);
         foreach (var type in ElementTypes.All)
         {
             foreach (var (rows, expected) in new[] { (1, 16), (16, 16), (17, 32), (32, 32), (33, 64), (64, 64), (512, 64) })
@@ -53,14 +53,14 @@ public sealed class MmaSyncPathTests
     [MemberData(nameof(Targets))]
     public void Grids_FollowTheDescriptors(string target)
     {
-        var variants = Descriptors(target, MmaSyncPath.Registration.Module);
+        var variants = PtxConstants.Descriptors(target, MmaSyncPath.Registration.Module);
         var shape = Shape(2, 128, 2);
         var chosen = MmaSyncPath.Choose(variants, ElementType.BFloat16, shape.RowsPerKvHead, Sm90Limit)!;
         Assert.Equal(new FlashMla.Cuda.Dim3(2, 2, 7), MmaSyncPath.Grid(shape, chosen.RowsPerCta, numParts: 7)); // 128 rows → 2 CTAs of 64
         Assert.Equal(256, chosen.Threads);
         Assert.Equal(new FlashMla.Cuda.Dim3(1, 1, 5), MmaSyncPath.Grid(Shape(1, 16, 1), 16, numParts: 5));
 
-        var combine = Descriptors(target, DecodeSharedKernels.CombineModule).Single(d => d.OutputType == ElementType.BFloat16);
+        var combine = PtxConstants.Descriptors(target, DecodeSharedKernels.CombineModule).Single(d => d.OutputType == ElementType.BFloat16);
         Assert.Equal(new FlashMla.Cuda.Dim3(16, 2, 3), DecodeSharedKernels.CombineGrid(shape, combine.RowsPerCta)); // one warp per row, 8 rows per CTA
         Assert.Equal(256, combine.Threads);
     }
@@ -93,12 +93,5 @@ public sealed class MmaSyncPathTests
         Assert.Equal(DecodeKernelPaths.All.Select(r => r.Name), paths.Select(p => p.Path));
         Assert.Contains(paths, p => p.Path == MmaSyncPath.Registration.Name && p.IsAvailable);
         Assert.All(CudaMlaDecoder.DescribePaths("sm_99"), p => Assert.False(p.IsAvailable));
-    }
-
-    private static KernelDescriptor[] Descriptors(string target, string module)
-    {
-        var ptx = KernelLibrary.ReadPtx(target, module)!;
-        var constants = PtxConstants.Read(ptx);
-        return [.. KernelLibrary.EntryNames(ptx).Select(e => KernelDescriptor.Parse(constants[KernelDescriptor.GlobalPrefix + e], module, e, target))];
     }
 }

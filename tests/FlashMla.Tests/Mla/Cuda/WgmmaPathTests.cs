@@ -1,0 +1,97 @@
+using FlashMla.Kernels;
+using FlashMla.Mla;
+using FlashMla.Mla.Cuda;
+using FlashMla.Tensors;
+using FlashMla.Tests.Kernels;
+
+namespace FlashMla.Tests.Mla.Cuda;
+
+/// <summary>
+/// The wgmma (sm_90a) kernel path's rules and entries, from the embedded PTX (no GPU needed): it is
+/// asked first, built for sm_90a only, has one entry per element type and head dimension with the
+/// launch facts of decode_sm90.cu, and refuses page sizes its 64-token TMA boxes cannot read.
+/// </summary>
+public sealed class WgmmaPathTests
+{
+    private static MlaDecodeShape Shape(int pageBlockSize, int headDim = 576) =>
+        new(Batch: 3, QueryLength: 1, QueryHeads: 128, KvHeads: 1, HeadDim: headDim, HeadDimV: 512, NumBlocks: 10, PageBlockSize: pageBlockSize, MaxBlocksPerSequence: 4);
+
+    private static MlaDecodeProblem Problem(MlaDecodeShape shape, ElementType type = ElementType.BFloat16) =>
+        new(shape, type, KvCacheFormat.Dense(type, shape.HeadDim), type);
+
+    [Fact]
+    public void Path_IsAskedBeforeMmaSync_AndBuiltForSm90aOnly()
+    {
+        var names = DecodeKernelPaths.All.Select(r => r.Name).ToArray();
+        Assert.True(Array.IndexOf(names, WgmmaPath.Registration.Name) < Array.IndexOf(names, MmaSyncPath.Registration.Name), string.Join(", ", names));
+        Assert.Equal(["sm_90a"], KernelLibrary.TargetsOf(WgmmaPath.Registration.Module));
+        var onSm80 = Assert.Single(CudaMlaDecoder.DescribePaths("sm_80"), p => p.Path == WgmmaPath.Registration.Name);
+        Assert.False(onSm80.IsAvailable);
+        Assert.Contains("sm_90a", onSm80.Reason, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Entries_CoverEachElementTypeAndHeadDim_WithTheKernelsLaunchFacts()
+    {
+        var descriptors = PtxConstants.Descriptors("sm_90a", WgmmaPath.Registration.Module);
+        foreach (var type in ElementTypes.All)
+        {
+            foreach (var headDim in MlaDecodeValidation.SupportedHeadDims)
+            {
+                var d = Assert.Single(descriptors, x => x.QueryType == type && x.KvType == type && x.OutputType == type && x.HeadDim == headDim);
+                Assert.Equal(512, d.Threads);
+                Assert.Equal(64, d.RowsPerCta);
+                Assert.Equal(2, d.Stages);
+                Assert.Equal("DecodeParamsSm90", d.ParamStruct);
+
+                // Q (9 boxes of 8 KB) and two stages of 9 boxes, plus barriers and the alignment slack, within sm_90's 227 KB.
+                Assert.InRange(d.SharedMemoryBytes, 27 * 8192, 232_448);
+            }
+        }
+    }
+
+    [Theory]
+    [InlineData(64)]
+    [InlineData(128)]
+    [InlineData(256)]
+    public void PageSizes_ThatAreMultiplesOf64_AreSupported(int pageBlockSize) =>
+        Assert.True(WgmmaPath.SupportLayout(Problem(Shape(pageBlockSize))).IsSupported);
+
+    [Theory]
+    [InlineData(1)]
+    [InlineData(16)]
+    [InlineData(32)]
+    [InlineData(96)]
+    public void OtherPageSizes_AreRefused_NamingKCacheAndTheRule(int pageBlockSize)
+    {
+        var answer = WgmmaPath.SupportLayout(Problem(Shape(pageBlockSize)));
+        Assert.False(answer.IsSupported);
+        Assert.Equal("kCache", answer.ParamName);
+        Assert.Contains("multiple of 64", answer.Reason, StringComparison.Ordinal);
+        Assert.Contains($"it is {pageBlockSize}", answer.Reason, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void AStrideBeyondWhatATensorMapAddresses_IsRefused()
+    {
+        var shape = Shape(64);
+        var huge = new TensorLayout([shape.NumBlocks, shape.PageBlockSize, shape.KvHeads, shape.HeadDim], [1L << 40, shape.HeadDim, shape.HeadDim, 1]);
+        var answer = WgmmaPath.SupportLayout(new MlaDecodeProblem(shape, ElementType.BFloat16, KvCacheFormat.Dense(ElementType.BFloat16), ElementType.BFloat16, huge));
+        Assert.False(answer.IsSupported);
+        Assert.Equal("kCache", answer.ParamName);
+        Assert.Contains("2^40", answer.Reason, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void MixedElementTypes_AreRefusedByTheSharedRule()
+    {
+        var shape = Shape(64);
+        var answer = DecodePathRules.DenseSingleType(
+            new MlaDecodeProblem(shape, ElementType.BFloat16, KvCacheFormat.Dense(ElementType.Float16), ElementType.BFloat16),
+            WgmmaPath.Registration.Name,
+            ElementTypes.All);
+        Assert.False(answer.IsSupported);
+        Assert.Equal("kCache", answer.ParamName);
+        Assert.Contains(WgmmaPath.Registration.Name, answer.Reason, StringComparison.Ordinal);
+    }
+}
