@@ -44,6 +44,7 @@ public sealed class GpuFixture : IDisposable
     private CudaStream? _stream;
     private CudaMlaDecoder? _decoder;
     private CudaMlaDecoder? _mmaSyncDecoder;
+    private CudaMlaDecoder? _wgmmaFirstDecoder;
     private string? _decoderSkipReason;
 
     /// <summary>The mode from <c>FLASHMLA_GPU_TESTS</c>.</summary>
@@ -161,7 +162,23 @@ public sealed class GpuFixture : IDisposable
         var shared = RequireDecoder();
         lock (_lock)
         {
-            return _mmaSyncDecoder ??= new CudaMlaDecoder(shared.Context, shared.Context.Device.MaxSharedMemoryPerBlockOptin, [MmaSyncPath.Registration]);
+            return _mmaSyncDecoder ??= new CudaMlaDecoder(shared.Context, [MmaSyncPath.Registration.Name]);
+        }
+    }
+
+    /// <summary>
+    /// A decoder pinned to the wgmma path first and mma.sync second (created once): wgmma takes every
+    /// call it can compute, however small, and mma.sync the rest (page sizes that are not multiples
+    /// of 64). On devices without the wgmma path it is the mma.sync path alone. Skips like
+    /// <see cref="RequireDecoder"/>.
+    /// </summary>
+    /// <returns>The decoder.</returns>
+    public CudaMlaDecoder RequireWgmmaFirstDecoder()
+    {
+        var shared = RequireDecoder();
+        lock (_lock)
+        {
+            return _wgmmaFirstDecoder ??= new CudaMlaDecoder(shared.Context, [WgmmaPath.Registration.Name, MmaSyncPath.Registration.Name]);
         }
     }
 
@@ -170,6 +187,7 @@ public sealed class GpuFixture : IDisposable
     {
         _decoder?.Dispose();
         _mmaSyncDecoder?.Dispose();
+        _wgmmaFirstDecoder?.Dispose();
         _stream?.Dispose();
         if (_context.IsValueCreated)
         {

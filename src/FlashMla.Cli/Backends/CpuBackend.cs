@@ -20,7 +20,7 @@ internal sealed class CpuBackend : IDecodeBackend
 
     public string KernelPath => "cpu split-kv float32";
 
-    public KernelPathInfo? DescribeKernel(DecodeCaseSpec spec) => null;
+    public KernelPathInfo? DescribeKernel(DecodeCaseSpec spec, int maxBlocksPerSequence) => null;
 
     public string TimingNote => "wall clock of the decode call";
 

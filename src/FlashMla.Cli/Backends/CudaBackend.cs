@@ -27,7 +27,7 @@ internal sealed class CudaBackend : IDecodeBackend
 
     public string KernelPath => _session.KernelPath;
 
-    public KernelPathInfo? DescribeKernel(DecodeCaseSpec spec) => _session.DescribeKernel(spec);
+    public KernelPathInfo? DescribeKernel(DecodeCaseSpec spec, int maxBlocksPerSequence) => _session.DescribeKernel(spec, maxBlocksPerSequence);
 
     public string TimingNote => "CUDA events around split kernel + combine, after one untimed decode";
 

@@ -30,20 +30,32 @@ internal sealed class CudaSession : IDisposable
     public string KernelPath =>
         string.Join(", ", Decoder.KernelPaths.Where(p => p.IsAvailable).Select(p => $"{p.Path} ({p.Target})"));
 
-    /// <summary>The kernel one case runs, as the decoder reports it.</summary>
-    public KernelPathInfo DescribeKernel(DecodeCaseSpec spec) => Decoder.DescribeKernel(Problem(spec));
+    /// <summary>The kernel one case runs with a block table of <paramref name="maxBlocksPerSequence"/> columns, as the decoder reports it.</summary>
+    public KernelPathInfo DescribeKernel(DecodeCaseSpec spec, int maxBlocksPerSequence) => Decoder.DescribeKernel(Problem(spec, maxBlocksPerSequence));
 
     /// <summary><see cref="DescribeKernel"/> as text.</summary>
-    public string KernelPathFor(DecodeCaseSpec spec) => DescribeKernel(spec).ToString();
+    public string KernelPathFor(DecodeCaseSpec spec, int maxBlocksPerSequence) => DescribeKernel(spec, maxBlocksPerSequence).ToString();
 
-    /// <summary>The decode problem of a case: its shape, element type and dense KV format (contiguous tensors).</summary>
-    public static MlaDecodeProblem Problem(DecodeCaseSpec spec)
+    /// <summary>
+    /// The decode problem of a case: its shape, element type and dense KV format (contiguous
+    /// tensors), with the block table's width, on which the choice of kernel path depends.
+    /// </summary>
+    public static MlaDecodeProblem Problem(DecodeCaseSpec spec, int maxBlocksPerSequence)
     {
         ArgumentNullException.ThrowIfNull(spec);
         var shape = new MlaDecodeShape(
-            spec.Batch, spec.SeqQ, spec.HeadsQ, spec.HeadsKv, spec.HeadDim, DecodeCaseSpec.HeadDimV, NumBlocks: 1, spec.PageSize, MaxBlocksPerSequence: 1);
+            spec.Batch, spec.SeqQ, spec.HeadsQ, spec.HeadsKv, spec.HeadDim, DecodeCaseSpec.HeadDimV, NumBlocks: 1, spec.PageSize, Math.Max(1, maxBlocksPerSequence));
         return new MlaDecodeProblem(shape, spec.Dtype, KvCacheFormat.Dense(spec.Dtype, spec.HeadDim), spec.Dtype);
     }
+
+    /// <summary>The environment variable that pins the decoder to kernel paths (comma-separated names, in order).</summary>
+    public const string KernelPathsVariable = "FLASHMLA_KERNEL_PATHS";
+
+    /// <summary>The paths <see cref="KernelPathsVariable"/> names, or null when it is unset.</summary>
+    public static string[]? PinnedKernelPaths() =>
+        Environment.GetEnvironmentVariable(KernelPathsVariable) is { Length: > 0 } value
+            ? value.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries)
+            : null;
 
     public static bool TryOpen([NotNullWhen(true)] out CudaSession? session, out string reason)
     {
@@ -64,13 +76,14 @@ internal sealed class CudaSession : IDisposable
                 return false;
             }
             context = new CudaContext(driver.GetDevice(0));
-            decoder = new CudaMlaDecoder(context);
+            var pinned = PinnedKernelPaths();
+            decoder = pinned is null ? new CudaMlaDecoder(context) : new CudaMlaDecoder(context, pinned);
             var stream = CudaStream.Create(context, nonBlocking: true);
             session = new CudaSession(context, decoder, stream);
             reason = string.Empty;
             return true;
         }
-        catch (Exception e) when (e is CudaException or NotSupportedException or InvalidOperationException)
+        catch (Exception e) when (e is CudaException or NotSupportedException or InvalidOperationException or ArgumentException)
         {
             decoder?.Dispose();
             context?.Dispose();

@@ -16,7 +16,7 @@ internal interface IDecodeBackend : IDisposable
     string KernelPath { get; }
 
     /// <summary>The kernel a case runs on this backend, as the library reports it; null on the CPU.</summary>
-    KernelPathInfo? DescribeKernel(DecodeCaseSpec spec);
+    KernelPathInfo? DescribeKernel(DecodeCaseSpec spec, int maxBlocksPerSequence);
 
     /// <summary>How <see cref="DecodeOutputs.ElapsedMs"/> is measured.</summary>
     string TimingNote { get; }

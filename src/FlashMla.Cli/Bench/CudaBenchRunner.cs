@@ -194,7 +194,7 @@ internal sealed class CudaBenchRunner : IDisposable
         {
             Case = benchCase,
             Backend = "cuda",
-            KernelPath = _session.KernelPathFor(spec),
+            KernelPath = _session.KernelPathFor(spec, maxBlocks),
             Ms = ms,
             PlanMs = planMs,
             GraphUs = graphUs,

@@ -34,7 +34,7 @@ internal static class DecodeCommand
         var inputs = RandomDecodeInputs.Create(spec);
         context.Diag($"decoding on {backend.Name} ({backend.Device})");
         var result = backend.Decode(inputs);
-        var kernel = backend.DescribeKernel(spec);
+        var kernel = backend.DescribeKernel(spec, inputs.MaxBlocksPerSeq);
         var kernelPath = kernel?.ToString() ?? backend.KernelPath;
 
         var absSum = result.AbsSum();

@@ -72,7 +72,26 @@ public sealed class CudaMlaDecoder : IDisposable
     /// <param name="context">The context.</param>
     /// <param name="sharedMemoryLimitBytes">At most the device's opt-in limit.</param>
     internal CudaMlaDecoder(CudaContext context, int sharedMemoryLimitBytes)
-        : this(context, sharedMemoryLimitBytes, DecodeKernelPaths.All)
+        : this(context, sharedMemoryLimitBytes, DecodeKernelPaths.All, pathsChosenByCaller: false)
+    {
+    }
+
+    /// <summary>
+    /// Creates a decoder that asks only the named kernel paths, in the given order, and lets each
+    /// take every call it can compute (the default decoder leaves a call to a later path where that
+    /// one is faster). For comparing paths on one device and for pinning one in production.
+    /// </summary>
+    /// <param name="context">The context.</param>
+    /// <param name="kernelPaths">Path names, as <see cref="KernelPaths"/> and <see cref="DescribePaths"/> report them ("wgmma", "mma.sync").</param>
+    /// <exception cref="ArgumentException">A name is not a registered path, or none is given.</exception>
+    /// <exception cref="NotSupportedException">None of the named paths can run on the device.</exception>
+    /// <exception cref="CudaException">JIT compilation or a driver call failed.</exception>
+    public CudaMlaDecoder(CudaContext context, IEnumerable<string> kernelPaths)
+        : this(
+            context ?? throw new ArgumentNullException(nameof(context)),
+            context.Device.MaxSharedMemoryPerBlockOptin,
+            ResolvePaths(kernelPaths),
+            pathsChosenByCaller: true)
     {
     }
 
@@ -83,7 +102,8 @@ public sealed class CudaMlaDecoder : IDisposable
     /// <param name="context">The context.</param>
     /// <param name="sharedMemoryLimitBytes">At most the device's opt-in limit.</param>
     /// <param name="paths">The kernel paths to ask, a subset of <see cref="DecodeKernelPaths.All"/>.</param>
-    internal CudaMlaDecoder(CudaContext context, int sharedMemoryLimitBytes, IReadOnlyList<DecodePathRegistration> paths)
+    /// <param name="pathsChosenByCaller">Whether <paramref name="paths"/> is the caller's choice (see <see cref="DecodePathEnvironment.PathsChosenByCaller"/>).</param>
+    internal CudaMlaDecoder(CudaContext context, int sharedMemoryLimitBytes, IReadOnlyList<DecodePathRegistration> paths, bool pathsChosenByCaller = true)
     {
         ArgumentNullException.ThrowIfNull(paths);
         ArgumentNullException.ThrowIfNull(context);
@@ -91,7 +111,7 @@ public sealed class CudaMlaDecoder : IDisposable
         Context = context;
         var kernels = KernelLibrary.For(context);
         _shared = new DecodeSharedKernels(kernels, sharedMemoryLimitBytes);
-        var environment = new DecodePathEnvironment(kernels, sharedMemoryLimitBytes);
+        var environment = new DecodePathEnvironment(kernels, sharedMemoryLimitBytes, pathsChosenByCaller);
         _paths = [.. paths.Select(r => r.Create(environment))];
         if (_paths.All(p => p.Unavailable is not null))
         {
@@ -142,6 +162,27 @@ public sealed class CudaMlaDecoder : IDisposable
                 target,
                 targets.Contains(target) ? null : $"module {r.Module} is built for [{string.Join(", ", targets)}], not for {target}");
         })];
+    }
+
+    private static List<DecodePathRegistration> ResolvePaths(IEnumerable<string> names)
+    {
+        ArgumentNullException.ThrowIfNull(names);
+        var chosen = new List<DecodePathRegistration>();
+        foreach (var name in names)
+        {
+            var registration = DecodeKernelPaths.All.FirstOrDefault(r => string.Equals(r.Name, name, StringComparison.Ordinal))
+                ?? throw new ArgumentException(
+                    $"'{name}' is not a kernel path; the paths are [{string.Join(", ", DecodeKernelPaths.All.Select(r => r.Name))}].",
+                    "kernelPaths");
+            if (!chosen.Contains(registration))
+            {
+                chosen.Add(registration);
+            }
+        }
+
+        return chosen.Count > 0
+            ? chosen
+            : throw new ArgumentException($"Name at least one kernel path of [{string.Join(", ", DecodeKernelPaths.All.Select(r => r.Name))}].", "kernelPaths");
     }
 
     /// <summary>The number of parts for a shape on this device (<see cref="DecodeSchedule.PartsFor"/> with the SM count).</summary>

@@ -51,10 +51,14 @@ internal interface IDecodeKernelPath
 /// <param name="Create">Creates the path for a decoder.</param>
 internal sealed record DecodePathRegistration(string Name, string Module, Func<DecodePathEnvironment, IDecodeKernelPath> Create);
 
-/// <summary>What a path is created for: the context's kernel library and the shared-memory limit to plan with.</summary>
+/// <summary>What a path is created for: the context's kernel library, the shared-memory limit to plan with, and whether the caller chose the paths.</summary>
 /// <param name="Kernels">The kernel library (its target is the device's).</param>
 /// <param name="SharedMemoryLimitBytes">The dynamic shared memory per block the path may plan with (at most the device's opt-in limit).</param>
-internal sealed record DecodePathEnvironment(KernelLibrary Kernels, int SharedMemoryLimitBytes)
+/// <param name="PathsChosenByCaller">
+/// True when the decoder asks only paths its creator named: a path then takes every call it can
+/// compute, and skips the rules by which it leaves calls it computes slower than a later path.
+/// </param>
+internal sealed record DecodePathEnvironment(KernelLibrary Kernels, int SharedMemoryLimitBytes, bool PathsChosenByCaller = false)
 {
     /// <summary>The device.</summary>
     public CudaDevice Device => Kernels.Context.Device;

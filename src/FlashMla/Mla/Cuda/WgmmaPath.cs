@@ -24,14 +24,25 @@ internal sealed class WgmmaPath : IDecodeKernelPath
     /// <summary>TMA's limit on a global stride, in bytes (2^40).</summary>
     private const long MaxStrideBytes = 1L << 40;
 
+    /// <summary>
+    /// The fewest (64-row tile, 64-key block) pairs per SM, counted over the block table's capacity,
+    /// for which the default decoder takes this path: below it the path's fixed cost per CTA
+    /// outweighs its faster blocks and the portable path finishes first (docs/perf-notes.md, v4,
+    /// latency suite). Engines size the block table for the batch's longest request, so the
+    /// capacity stands for the step's work.
+    /// </summary>
+    internal const int MinBlocksPerSm = 16;
+
     private readonly Dictionary<(ElementType Type, int HeadDim), KernelEntry> _entries = [];
     private readonly ElementType[] _types = [];
     private readonly ConcurrentDictionary<TensorMapKey, TensorMap> _maps = new();
     private readonly CudaContext? _context;
+    private readonly int _minBlocks;
 
     private WgmmaPath(DecodePathEnvironment environment)
     {
         var kernels = environment.Kernels;
+        _minBlocks = environment.PathsChosenByCaller ? 0 : MinBlocksPerSm * environment.Device.MultiprocessorCount;
         if (!kernels.TryGetModule(Registration.Module, out _, out var reason))
         {
             Unavailable = reason;
@@ -119,7 +130,26 @@ internal sealed class WgmmaPath : IDecodeKernelPath
                 "q");
         }
 
-        return SupportLayout(problem);
+        var layout = SupportLayout(problem);
+        return layout.IsSupported ? SupportWork(problem.Shape, _minBlocks) : layout;
+    }
+
+    /// <summary>
+    /// Whether a shape brings at least <paramref name="minBlocks"/> (tile, block) pairs: the 64-row
+    /// tiles of every KV head times the 64-key blocks of the block table's capacity, over the batch.
+    /// </summary>
+    /// <param name="shape">The shape.</param>
+    /// <param name="minBlocks">The threshold (0: always).</param>
+    /// <returns>The answer.</returns>
+    internal static KernelSupport SupportWork(MlaDecodeShape shape, long minBlocks)
+    {
+        var tiles = (long)((shape.RowsPerKvHead + BoxSize - 1) / BoxSize) * shape.KvHeads;
+        var work = tiles * shape.Batch * ((shape.Capacity + BoxSize - 1) / BoxSize);
+        return work >= minBlocks
+            ? KernelSupport.Yes
+            : KernelSupport.No(
+                string.Create(CultureInfo.InvariantCulture, $"the call brings {work} (64-row tile, 64-key block) pairs over the block table's capacity, fewer than the {minBlocks} for which the {Registration.Name} kernels beat the portable ones; pin the path to use it anyway"),
+                "blockTable");
     }
 
     /// <inheritdoc/>

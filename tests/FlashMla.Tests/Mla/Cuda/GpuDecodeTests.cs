@@ -40,11 +40,12 @@ public abstract class GpuDecodeTests<T>(GpuFixture gpu)
     protected abstract int LargeCaseParity { get; }
 
     /// <summary>
-    /// The decoder under test: by default the library's (every kernel path; on sm_90a the wgmma
-    /// path takes the calls it supports), or one restricted to a path.
+    /// The decoder under test: by default one pinned to the wgmma path first (on sm_90a it takes
+    /// every call it can compute, however small the grid's cases are; the library's own decoder
+    /// would leave small calls to mma.sync), or one restricted to mma.sync.
     /// </summary>
     /// <returns>The decoder (skips the test without a usable GPU).</returns>
-    protected virtual CudaMlaDecoder Decoder() => gpu.RequireDecoder();
+    protected virtual CudaMlaDecoder Decoder() => gpu.RequireWgmmaFirstDecoder();
 
     public static IEnumerable<TheoryDataRow<int, int, int, int, int, bool, bool, int>> PairwiseCases =>
         DecoderGrid.PairwiseCases
@@ -649,7 +650,7 @@ public sealed class GpuDecodeTests_Half(GpuFixture gpu) : GpuDecodeTests<Half>(g
     protected override int LargeCaseParity => 1;
 }
 
-/// <summary>The same grid on the portable mma.sync path alone (on sm_90a the wgmma path would take most of it).</summary>
+/// <summary>The same grid on the portable mma.sync path alone (on sm_90a the wgmma path takes the page-64 cases otherwise).</summary>
 [Collection(GpuCollection.Name)]
 public sealed class GpuDecodeTests_BFloat16_MmaSync(GpuFixture gpu) : GpuDecodeTests<BFloat16>(gpu)
 {

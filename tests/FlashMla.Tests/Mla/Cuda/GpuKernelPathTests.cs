@@ -54,7 +54,7 @@ public sealed class GpuKernelPathTests(GpuFixture gpu)
     [InlineData(1, 576, false)]
     public void OnSm90a_TheWgmmaPathTakesPageSizesThatAreMultiplesOf64_ElsewhereItIsUnavailable(int pageBlockSize, int headDim, bool wgmma)
     {
-        var decoder = gpu.RequireDecoder();
+        var decoder = gpu.RequireWgmmaFirstDecoder();
         var status = Assert.Single(decoder.KernelPaths, p => p.Path == WgmmaPath.Registration.Name);
         var shape = new MlaDecodeShape(4, 2, 64, 1, headDim, 512, 100, pageBlockSize, 8);
         var problem = new MlaDecodeProblem(shape, ElementType.Float16, KvCacheFormat.Dense(ElementType.Float16, headDim), ElementType.Float16);
@@ -76,6 +76,42 @@ public sealed class GpuKernelPathTests(GpuFixture gpu)
             Assert.Equal(ElementType.Float16, info.Kernel.QueryType);
             Assert.Equal(new Dim3(2, 1, (uint)decoder.NumPartsFor(2, 64, 1)), info.Grid);
         }
+    }
+
+    [Theory]
+    [InlineData(128, 1, 16, 4096, true)]    // 128 requests × 64 blocks: about 62 blocks per SM
+    [InlineData(16, 1, 128, 4096, true)]    // 2 tiles × 16 × 64 = 2,048 of 2,112
+    [InlineData(1, 1, 16, 1024, false)]     // 16 blocks in all
+    [InlineData(4, 1, 128, 4096, false)]    // 2 tiles × 4 × 64 = 512
+    public void TheDefaultDecoder_LeavesSmallCallsToMmaSync_OnSm90a(int batch, int queryLength, int queryHeads, int capacity, bool large)
+    {
+        var decoder = gpu.RequireDecoder();
+        var shape = new MlaDecodeShape(batch, queryLength, queryHeads, 1, 576, 512, batch * capacity / 64, 64, capacity / 64);
+        var info = decoder.DescribeKernel(new MlaDecodeProblem(shape, ElementType.BFloat16, KvCacheFormat.Dense(ElementType.BFloat16), ElementType.BFloat16));
+        var expected = decoder.Context.Kernels.Target == "sm_90a"
+            && WgmmaPath.SupportWork(shape, WgmmaPath.MinBlocksPerSm * (long)decoder.Context.Device.MultiprocessorCount).IsSupported
+            ? WgmmaPath.Registration.Name
+            : MmaSyncPath.Registration.Name;
+        Assert.Equal(expected, info.Path);
+        if (decoder.Context.Device.MultiprocessorCount == 132 && decoder.Context.Kernels.Target == "sm_90a")
+        {
+            Assert.Equal(large ? WgmmaPath.Registration.Name : MmaSyncPath.Registration.Name, info.Path);
+        }
+
+        // Pinned, the wgmma path takes the small calls too.
+        Assert.Equal(
+            decoder.Context.Kernels.Target == "sm_90a" ? WgmmaPath.Registration.Name : MmaSyncPath.Registration.Name,
+            gpu.RequireWgmmaFirstDecoder().DescribeKernel(new MlaDecodeProblem(shape, ElementType.BFloat16, KvCacheFormat.Dense(ElementType.BFloat16), ElementType.BFloat16)).Path);
+    }
+
+    [Fact]
+    public void PinningPaths_TakesRegisteredNamesOnly()
+    {
+        var context = gpu.RequireDecoder().Context;
+        Assert.Equal("kernelPaths", Assert.Throws<ArgumentException>(() => new CudaMlaDecoder(context, ["wgmma2"])).ParamName);
+        Assert.Equal("kernelPaths", Assert.Throws<ArgumentException>(() => new CudaMlaDecoder(context, Array.Empty<string>())).ParamName);
+        using var mma = new CudaMlaDecoder(context, [MmaSyncPath.Registration.Name]);
+        Assert.Equal([MmaSyncPath.Registration.Name], mma.KernelPaths.Select(p => p.Path));
     }
 
     [Fact]

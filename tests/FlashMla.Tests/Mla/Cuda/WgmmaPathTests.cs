@@ -94,4 +94,19 @@ public sealed class WgmmaPathTests
         Assert.Equal("kCache", answer.ParamName);
         Assert.Contains(WgmmaPath.Registration.Name, answer.Reason, StringComparison.Ordinal);
     }
+
+    [Theory]
+    [InlineData(128, 16, 4096, 8192)]   // 1 tile × 128 × 64
+    [InlineData(16, 128, 4096, 2048)]   // 2 tiles × 16 × 64
+    [InlineData(1, 16, 1000, 16)]       // capacity 1000 → 16 blocks
+    public void Work_CountsTilesTimesCapacityBlocks(int batch, int queryHeads, int capacity, long pairs)
+    {
+        var shape = new MlaDecodeShape(batch, 1, queryHeads, 1, 576, 512, 1, 8, (capacity + 7) / 8);
+        Assert.True(WgmmaPath.SupportWork(shape, pairs).IsSupported);
+        var no = WgmmaPath.SupportWork(shape, pairs + 1);
+        Assert.False(no.IsSupported);
+        Assert.Equal("blockTable", no.ParamName);
+        Assert.Contains(pairs.ToString(System.Globalization.CultureInfo.InvariantCulture), no.Reason, StringComparison.Ordinal);
+        Assert.True(WgmmaPath.SupportWork(shape, 0).IsSupported);
+    }
 }
