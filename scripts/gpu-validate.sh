@@ -44,7 +44,13 @@ note() { summary+=("$(printf '%-10s %s' "$1" "$2")"); }
 after_summary=
 
 # The quick GPU test subset used under the sanitizers.
-gpu_filter=(--filter-class 'FlashMla.Tests.Cuda*' --filter-class 'FlashMla.Tests.Gpu*')
+# (SANITIZE_CLASSES overrides it: space-separated class patterns.)
+if [ -n "${SANITIZE_CLASSES:-}" ]; then
+  gpu_filter=()
+  for c in $SANITIZE_CLASSES; do gpu_filter+=(--filter-class "$c"); done
+else
+  gpu_filter=(--filter-class 'FlashMla.Tests.Cuda.*' --filter-class 'FlashMla.Tests.Mla.Cuda.Gpu*' --filter-class 'FlashMla.Tests.Kernels.*Gpu*')
+fi
 
 step_info() {
   nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem,memory.total --format=csv >"$out/info.log" 2>&1
