@@ -31,7 +31,7 @@ internal sealed class WgmmaPath : IDecodeKernelPath
     /// latency suite). Engines size the block table for the batch's longest request, so the
     /// capacity stands for the step's work.
     /// </summary>
-    internal const int MinBlocksPerSm = 16;
+    internal const int MinBlocksPerSm = 15;
 
     private readonly Dictionary<(ElementType Type, int HeadDim), KernelEntry> _entries = [];
     private readonly ElementType[] _types = [];

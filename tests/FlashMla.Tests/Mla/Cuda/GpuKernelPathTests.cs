@@ -80,7 +80,7 @@ public sealed class GpuKernelPathTests(GpuFixture gpu)
 
     [Theory]
     [InlineData(128, 1, 16, 4096, true)]    // 128 requests × 64 blocks: about 62 blocks per SM
-    [InlineData(16, 1, 128, 4096, true)]    // 2 tiles × 16 × 64 = 2,048 of 2,112
+    [InlineData(16, 1, 128, 4096, true)]    // 2 tiles × 16 × 64 = 2,048 of 1,980
     [InlineData(1, 1, 16, 1024, false)]     // 16 blocks in all
     [InlineData(4, 1, 128, 4096, false)]    // 2 tiles × 4 × 64 = 512
     public void TheDefaultDecoder_LeavesSmallCallsToMmaSync_OnSm90a(int batch, int queryLength, int queryHeads, int capacity, bool large)
