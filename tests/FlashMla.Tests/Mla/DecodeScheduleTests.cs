@@ -1,6 +1,5 @@
 using System.Runtime.CompilerServices;
 using FlashMla.Mla;
-using FlashMla.Tests.Reference;
 
 namespace FlashMla.Tests.Mla;
 

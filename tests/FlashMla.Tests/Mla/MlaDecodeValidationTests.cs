@@ -1,8 +1,8 @@
-using FlashMla.Mla;
 using FlashMla.Mla.Cpu;
+using FlashMla.Mla;
 using FlashMla.Numerics;
 using FlashMla.Tensors;
-using FlashMla.Tests.Reference;
+using FlashMla.Testing;
 
 namespace FlashMla.Tests.Mla;
 
@@ -13,7 +13,7 @@ namespace FlashMla.Tests.Mla;
 public class MlaDecodeValidationTests
 {
     // Valid base: b=2, s_q=2, h_q=4, h_kv=2, d=576, page 16, lengths {40, 17}, 4 table columns
-    // (capacity 64), 11 blocks.
+    // (3 in use by the longer request, one more; capacity 64), 11 blocks (8 in the table, 3 more).
     private static DecodeCase<BFloat16> BaseCase() => DecodeCase<BFloat16>.Create(new DecodeCaseSpec
     {
         Batch = 2,
@@ -21,9 +21,11 @@ public class MlaDecodeValidationTests
         QueryHeads = 4,
         KvHeads = 2,
         PageBlockSize = 16,
-        Mode = SeqlenMode.Explicit,
         Lengths = [40, 17],
         Causal = true,
+        SeqlenPadding = 1,
+        ExtraTableColumns = 1,
+        ExtraPoolBlocks = 3,
         Seed = 7,
     });
 
@@ -81,11 +83,11 @@ public class MlaDecodeValidationTests
         where T : unmanaged
     {
         var layout = new TensorLayout(shape, strides);
-        return TensorTestUtil.Allocate(layout, TensorTestUtil.Poison<T>());
+        return TestTensors.Allocate(layout, TestTensors.Poison<T>());
     }
 
     private static HostTensor<T> Poisoned<T>(params long[] shape)
-        where T : unmanaged => TensorTestUtil.AllocatePoisoned<T>(false, shape);
+        where T : unmanaged => TestTensors.AllocatePoisoned<T>(false, shape);
 
     private static readonly Type AE = typeof(ArgumentException);
     private static readonly Type AOORE = typeof(ArgumentOutOfRangeException);
@@ -177,16 +179,16 @@ public class MlaDecodeValidationTests
             Assert.Contains(part, exception.Message, StringComparison.Ordinal);
         }
 
-        TensorTestUtil.AssertUntouched(output, "output");
-        TensorTestUtil.AssertUntouched(lse, "lse");
+        TestTensors.AssertUntouched(output, "output");
+        TestTensors.AssertUntouched(lse, "lse");
         if (args.Output is not null)
         {
-            TensorTestUtil.AssertUntouched(args.Output, "output");
+            TestTensors.AssertUntouched(args.Output, "output");
         }
 
         if (args.Lse is not null)
         {
-            TensorTestUtil.AssertUntouched(args.Lse, "lse");
+            TestTensors.AssertUntouched(args.Lse, "lse");
         }
     }
 
@@ -195,11 +197,11 @@ public class MlaDecodeValidationTests
     {
         var args = new Args();
         args.Decode();
-        TensorTestUtil.AssertFullyWrittenWithinView(args.Output, "out", "base");
+        TestTensors.AssertFullyWrittenWithinView(args.Output, "out", "base");
         var scheduled = new Args { UseSchedule = true };
         scheduled.Schedule = DecodeSchedule.Compute([40, 17], 3);
         scheduled.Decode();
-        TensorTestUtil.AssertFullyWrittenWithinView(scheduled.Output, "out", "base");
+        TestTensors.AssertFullyWrittenWithinView(scheduled.Output, "out", "base");
     }
 
     [Fact]
@@ -210,13 +212,13 @@ public class MlaDecodeValidationTests
         var k = HostTensor<float>.Create(1, 64, 1, 576);
         var table = HostTensor<int>.Create(1, 1);
         var seqlens = HostTensor<int>.Create(1);
-        var output = TensorTestUtil.AllocatePoisoned<float>(false, 1, 1, 1, 512);
-        var lse = TensorTestUtil.AllocatePoisoned<float>(false, 1, 1, 1);
+        var output = TestTensors.AllocatePoisoned<float>(false, 1, 1, 1, 512);
+        var lse = TestTensors.AllocatePoisoned<float>(false, 1, 1, 1);
         var exception = Assert.Throws<ArgumentException>(() => decoder.Decode(q, k, table, seqlens, output, lse));
         Assert.Equal("q", exception.ParamName);
         Assert.Contains("System.Single", exception.Message, StringComparison.Ordinal);
         Assert.Contains("BFloat16", exception.Message, StringComparison.Ordinal);
-        TensorTestUtil.AssertUntouched(output, "output");
+        TestTensors.AssertUntouched(output, "output");
     }
 
     [Fact]

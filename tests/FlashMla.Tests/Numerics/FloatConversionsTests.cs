@@ -1,6 +1,6 @@
 using System.Runtime.InteropServices;
 using FlashMla.Numerics;
-using FlashMla.Tests.Reference;
+using FlashMla.Testing;
 
 namespace FlashMla.Tests.Numerics;
 
@@ -31,7 +31,8 @@ public class FloatConversionsTests
     public void SingleToBFloat16_MatchesScalar(int length)
     {
         var seed = TestSeeds.Next($"{nameof(SingleToBFloat16_MatchesScalar)}/{length}");
-        var rng = new Random(seed);
+        var gaussian = new Gaussian(seed);
+        var rng = gaussian.Uniform;
         uint[] specials = [0x7FC0_0000, 0xFFC0_0000, 0x7F80_0001, 0xFF80_0001, 0x7FA0_0000, 0x7FFF_FFFF, 0x7F80_0000, 0xFF80_0000, 0x7F7F_FFFF, 0x7F7F_8000, 0x3F80_8000, 0x3F81_8000, 0x0000_8000, 0x0000_8001, 0x007F_C000, 0x8000_0000, 0];
         var source = new float[length];
         for (var i = 0; i < length; i++)
@@ -41,7 +42,7 @@ public class FloatConversionsTests
                 0 => specials[rng.Next(specials.Length)],
                 1 => (uint)rng.NextInt64(0, 1L << 32),
                 2 => ((uint)rng.Next(0, 65536) << 16) | 0x8000, // exact ties
-                _ => BitConverter.SingleToUInt32Bits((float)DecodeCase<BFloat16>.NextGaussian(rng)),
+                _ => BitConverter.SingleToUInt32Bits((float)gaussian.Next()),
             };
             source[i] = BitConverter.UInt32BitsToSingle(bits);
         }
@@ -65,11 +66,12 @@ public class FloatConversionsTests
     public void Half_ConversionsMatchScalar(int length)
     {
         var seed = TestSeeds.Next($"{nameof(Half_ConversionsMatchScalar)}/{length}");
-        var rng = new Random(seed);
+        var gaussian = new Gaussian(seed);
+        var rng = gaussian.Uniform;
         var source = new float[length];
         for (var i = 0; i < length; i++)
         {
-            source[i] = (float)(DecodeCase<Half>.NextGaussian(rng) * Math.Pow(10, rng.Next(-6, 6)));
+            source[i] = (float)(gaussian.Next() * Math.Pow(10, rng.Next(-6, 6)));
         }
 
         var halves = new Half[length];

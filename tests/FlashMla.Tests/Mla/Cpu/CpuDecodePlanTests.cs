@@ -1,9 +1,9 @@
 using System.Runtime.InteropServices;
-using FlashMla.Mla;
 using FlashMla.Mla.Cpu;
+using FlashMla.Mla;
 using FlashMla.Numerics;
 using FlashMla.Tensors;
-using FlashMla.Tests.Reference;
+using FlashMla.Testing;
 
 namespace FlashMla.Tests.Mla.Cpu;
 
@@ -20,7 +20,7 @@ public sealed class CpuDecodePlanTests
         QueryHeads = 16,
         KvHeads = 2,
         SeqlenK = 300,
-        Mode = SeqlenMode.Varlen,
+        Varlen = true,
         Causal = true,
         PageBlockSize = 16,
         Seed = seed,
@@ -59,8 +59,8 @@ public sealed class CpuDecodePlanTests
         var decodeCase = Case(TestSeeds.Next(nameof(Plan_ThatDoesNotFitTheCall_IsRejectedOnPlan_BeforeWriting)));
         var spec = decodeCase.Spec;
         var decoder = new CpuMlaDecoder();
-        var output = TensorTestUtil.AllocatePoisoned<BFloat16>(false, spec.Batch, spec.QueryLength, spec.QueryHeads, 512);
-        var lse = TensorTestUtil.AllocatePoisoned<float>(false, spec.Batch, spec.QueryHeads, spec.QueryLength);
+        var output = TestTensors.AllocatePoisoned<BFloat16>(false, spec.Batch, spec.QueryLength, spec.QueryHeads, 512);
+        var lse = TestTensors.AllocatePoisoned<float>(false, spec.Batch, spec.QueryHeads, spec.QueryLength);
         void Decode(CpuDecodePlan plan) =>
             decoder.Decode(decodeCase.Q, decodeCase.KCache, decodeCase.BlockTable, decodeCase.CacheSeqlens, plan, output, lse, decodeCase.Options);
 
@@ -84,8 +84,8 @@ public sealed class CpuDecodePlanTests
         decoder.UpdatePlan(otherLengths, zeros, decodeCase.MaxBlocksPerSequence, spec.PageBlockSize);
         Assert.Equal("plan", Assert.Throws<ArgumentException>(() => Decode(otherLengths)).ParamName);
 
-        TensorTestUtil.AssertUntouched(output, "output");
-        TensorTestUtil.AssertUntouched(lse, "lse");
+        TestTensors.AssertUntouched(output, "output");
+        TestTensors.AssertUntouched(lse, "lse");
     }
 
     [Fact]
@@ -114,11 +114,10 @@ public sealed class CpuDecodePlanTests
         decoder.UpdatePlan(plan, decodeCase.CacheSeqlens, decodeCase.MaxBlocksPerSequence, spec.PageBlockSize);
 
         // bf16 q and cache, fp16 output.
-        var halfOutput = TensorTestUtil.AllocatePoisoned<Half>(false, spec.Batch, spec.QueryLength, spec.QueryHeads, 512);
+        var halfOutput = TestTensors.AllocatePoisoned<Half>(false, spec.Batch, spec.QueryLength, spec.QueryHeads, 512);
         var lse = decodeCase.NewLse();
         decoder.Decode(decodeCase.Q, decodeCase.KCache, decodeCase.BlockTable, decodeCase.CacheSeqlens, plan, halfOutput, lse, decodeCase.Options);
-        Compare.AssertClose(TensorTestUtil.ToDoubleArray(halfOutput), reference.Output, Tolerance.OutputHalf, "out", decodeCase.Description, halfOutput.Layout.Shape);
-        Compare.AssertClose(TensorTestUtil.ToDoubleArray(lse), reference.Lse, Tolerance.Lse, "lse", decodeCase.Description, lse.Layout.Shape);
+        Compare.AssertDecode(reference, halfOutput, lse, Tolerance.OutputHalf, decodeCase.Description);
 
         // fp16 q (the bf16 values, converted), bf16 cache with its format given, bf16 output.
         var halfQ = new HostTensor<Half>(decodeCase.Q.Span.ToArray().Select(v => (Half)(float)v).ToArray(), decodeCase.Q.Layout);
@@ -126,8 +125,7 @@ public sealed class CpuDecodePlanTests
         var output = decodeCase.NewOutput();
         lse = decodeCase.NewLse();
         decoder.Decode(halfQ, cache, decodeCase.BlockTable, decodeCase.CacheSeqlens, plan, output, lse, decodeCase.Options);
-        Compare.AssertClose(TensorTestUtil.ToDoubleArray(output), reference.Output, Tolerance.Output, "out", decodeCase.Description, output.Layout.Shape);
-        Compare.AssertClose(TensorTestUtil.ToDoubleArray(lse), reference.Lse, Tolerance.Lse, "lse", decodeCase.Description, lse.Layout.Shape);
+        Compare.AssertDecode(reference, output, lse, Tolerance.Output, decodeCase.Description);
     }
 
     [Fact]
@@ -148,6 +146,6 @@ public sealed class CpuDecodePlanTests
             Assert.Equal("kCache", ex.ParamName);
         }
 
-        TensorTestUtil.AssertUntouched(output, "output");
+        TestTensors.AssertUntouched(output, "output");
     }
 }

@@ -2,13 +2,13 @@ using System.Collections.Concurrent;
 using System.Globalization;
 using System.Runtime.CompilerServices;
 
-namespace FlashMla.Tests.Reference;
+namespace FlashMla.Tests;
 
 /// <summary>
 /// Seeds for randomized tests. Each call gives a different seed derived from the caller's name, a
 /// per-name counter and a base seed; the base is 0 unless the environment variable
 /// <c>FLASHMLA_TEST_SEED</c> is set (set it to explore new inputs; CI runs are reproducible).
-/// Always put the seed in failure messages (<see cref="DecodeCaseSpec"/> does).
+/// Always put the seed in failure messages (<see cref="Testing.DecodeCaseSpec"/> does).
 /// </summary>
 public static class TestSeeds
 {

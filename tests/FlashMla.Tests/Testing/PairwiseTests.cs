@@ -1,4 +1,6 @@
-namespace FlashMla.Tests.Reference;
+using FlashMla.Testing;
+
+namespace FlashMla.Tests.Testing;
 
 public class PairwiseTests
 {

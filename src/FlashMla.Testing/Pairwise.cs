@@ -1,4 +1,4 @@
-namespace FlashMla.Tests.Reference;
+namespace FlashMla.Testing;
 
 /// <summary>
 /// A small deterministic all-pairs (pairwise) covering-array generator: every pair of values of

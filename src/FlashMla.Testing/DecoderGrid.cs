@@ -1,6 +1,6 @@
 using System.Globalization;
 
-namespace FlashMla.Tests.Reference;
+namespace FlashMla.Testing;
 
 /// <summary>One configuration of the decoder test grid.</summary>
 /// <param name="Batch">b.</param>
@@ -13,7 +13,10 @@ namespace FlashMla.Tests.Reference;
 /// <param name="PageBlockSize">Tokens per page.</param>
 public sealed record GridCase(int Batch, int QueryLength, int SeqlenK, int QueryHeads, int KvHeads, bool Varlen, bool Causal, int PageBlockSize)
 {
-    /// <summary>The case's spec with the given seed.</summary>
+    /// <summary>
+    /// The case's spec with the given seed; the block table always has a column no request uses and
+    /// the pool pages no entry references.
+    /// </summary>
     /// <param name="seed">The seed.</param>
     /// <returns>The spec.</returns>
     public DecodeCaseSpec ToSpec(int seed) => new()
@@ -23,9 +26,11 @@ public sealed record GridCase(int Batch, int QueryLength, int SeqlenK, int Query
         SeqlenK = SeqlenK,
         QueryHeads = QueryHeads,
         KvHeads = KvHeads,
-        Mode = Varlen ? SeqlenMode.Varlen : SeqlenMode.Fixed,
+        Varlen = Varlen,
         Causal = Causal,
         PageBlockSize = PageBlockSize,
+        ExtraTableColumns = 1,
+        ExtraPoolBlocks = 3,
         Seed = seed,
     };
 

@@ -2,10 +2,13 @@ using System.Runtime.CompilerServices;
 using FlashMla.Numerics;
 using FlashMla.Tensors;
 
-namespace FlashMla.Tests.Reference;
+namespace FlashMla.Testing;
 
-/// <summary>Helpers for test tensors: element conversions, padded layouts, poisoning, reading back.</summary>
-public static class TensorTestUtil
+/// <summary>
+/// Host tensors for checking decoders: exact widening to double, padded layouts, poisoning, reading
+/// back, and checks that a call wrote exactly its view (they throw <see cref="CheckFailedException"/>).
+/// </summary>
+public static class TestTensors
 {
     /// <summary>A NaN bit pattern (valid for both bf16 and fp16) that marks "never written".</summary>
     public const ushort PoisonBits16 = 0x7FF1;
@@ -69,39 +72,40 @@ public static class TensorTestUtil
         throw new NotSupportedException(typeof(T).Name);
     }
 
-    /// <summary>Rounds a double to the element type (nearest even).</summary>
+    /// <summary>Rounds a double to the element type (nearest even), with the types' own conversions.</summary>
     /// <typeparam name="T"><see cref="BFloat16"/>, <see cref="Half"/> or <see cref="float"/>.</typeparam>
     /// <param name="value">The value.</param>
     /// <returns>The rounded value.</returns>
     public static T FromDouble<T>(double value)
-        where T : unmanaged
-    {
-        if (typeof(T) == typeof(BFloat16))
-        {
-            var result = (BFloat16)value;
-            return Unsafe.As<BFloat16, T>(ref result);
-        }
-
-        if (typeof(T) == typeof(Half))
-        {
-            var result = (Half)value;
-            return Unsafe.As<Half, T>(ref result);
-        }
-
-        if (typeof(T) == typeof(float))
-        {
-            var result = (float)value;
-            return Unsafe.As<float, T>(ref result);
-        }
-
-        throw new NotSupportedException(typeof(T).Name);
-    }
+        where T : unmanaged =>
+        typeof(T) == typeof(BFloat16) ? Reinterpret<BFloat16, T>((BFloat16)value)
+        : typeof(T) == typeof(Half) ? Reinterpret<Half, T>((Half)value)
+        : typeof(T) == typeof(float) ? Reinterpret<float, T>((float)value)
+        : throw new NotSupportedException(typeof(T).Name);
 
     /// <summary>"bf16", "fp16" or the type name.</summary>
     /// <typeparam name="T">The element type.</typeparam>
     /// <returns>The short name.</returns>
-    public static string DTypeName<T>() =>
-        typeof(T) == typeof(BFloat16) ? "bf16" : typeof(T) == typeof(Half) ? "fp16" : typeof(T).Name;
+    public static string DTypeName<T>()
+        where T : unmanaged =>
+        ElementTypes.TryOf<T>()?.ShortName() ?? typeof(T).Name;
+
+    /// <summary>The memory offset of an element: Σ index·stride.</summary>
+    /// <param name="layout">The layout.</param>
+    /// <param name="index">The multi-dimensional index.</param>
+    /// <returns>The offset.</returns>
+    public static long OffsetOf(TensorLayout layout, params ReadOnlySpan<long> index)
+    {
+        ArgumentNullException.ThrowIfNull(layout);
+        var strides = layout.Strides;
+        long offset = 0;
+        for (var i = 0; i < index.Length; i++)
+        {
+            offset += index[i] * strides[i];
+        }
+
+        return offset;
+    }
 
     /// <summary>
     /// A non-contiguous layout in the style of FlashMLA's <c>non_contiguousify</c>: the tensor is a
@@ -133,6 +137,7 @@ public static class TensorTestUtil
     public static HostTensor<T> Allocate<T>(TensorLayout layout, T fill)
         where T : unmanaged
     {
+        ArgumentNullException.ThrowIfNull(layout);
         var memory = new T[layout.RequiredLength];
         memory.AsSpan().Fill(fill);
         return new HostTensor<T>(memory, layout);
@@ -152,6 +157,8 @@ public static class TensorTestUtil
     /// <param name="action">The callback.</param>
     public static void ForEachOffset(TensorLayout layout, Action<long, long> action)
     {
+        ArgumentNullException.ThrowIfNull(layout);
+        ArgumentNullException.ThrowIfNull(action);
         var rank = layout.Rank;
         var count = layout.ElementCount;
         var index = new long[rank];
@@ -183,6 +190,7 @@ public static class TensorTestUtil
     public static double[] ToDoubleArray<T>(HostTensor<T> tensor)
         where T : unmanaged
     {
+        ArgumentNullException.ThrowIfNull(tensor);
         var result = new double[tensor.Layout.ElementCount];
         var span = tensor.Memory;
         ForEachOffset(tensor.Layout, (logical, offset) => result[logical] = ToDouble(span.Span[(int)offset]));
@@ -194,7 +202,11 @@ public static class TensorTestUtil
     /// <param name="tensor">The tensor.</param>
     /// <returns>A copy of the memory.</returns>
     public static T[] Snapshot<T>(HostTensor<T> tensor)
-        where T : unmanaged => tensor.Span.ToArray();
+        where T : unmanaged
+    {
+        ArgumentNullException.ThrowIfNull(tensor);
+        return tensor.Span.ToArray();
+    }
 
     /// <summary>
     /// Asserts every element of the view was written (is no longer poison) and every element of the
@@ -204,9 +216,11 @@ public static class TensorTestUtil
     /// <param name="tensor">The output tensor, poisoned before the call.</param>
     /// <param name="what">The tensor's name for messages.</param>
     /// <param name="context">The case description.</param>
+    /// <exception cref="CheckFailedException">An element of the view is poison, or memory outside it is not.</exception>
     public static void AssertFullyWrittenWithinView<T>(HostTensor<T> tensor, string what, string context)
         where T : unmanaged
     {
+        ArgumentNullException.ThrowIfNull(tensor);
         var inView = new bool[tensor.Span.Length];
         var firstUnwritten = -1L;
         var unwritten = 0L;
@@ -226,7 +240,7 @@ public static class TensorTestUtil
 
         if (unwritten > 0)
         {
-            Assert.Fail($"{what}: {unwritten} element(s) were never written; the first at logical index {firstUnwritten} ({FormatIndex(tensor.Layout.Shape, firstUnwritten)}). Case: {context}");
+            throw new CheckFailedException($"{what}: {unwritten} element(s) were never written; the first at logical index {firstUnwritten} ({FormatIndex(tensor.Layout.Shape, firstUnwritten)}). Case: {context}");
         }
 
         var span = tensor.Span;
@@ -234,7 +248,7 @@ public static class TensorTestUtil
         {
             if (!inView[i] && !IsPoison(span[i]))
             {
-                Assert.Fail($"{what}: memory offset {i} outside the tensor view was overwritten. Case: {context}");
+                throw new CheckFailedException($"{what}: memory offset {i} outside the tensor view was overwritten. Case: {context}");
             }
         }
     }
@@ -243,15 +257,17 @@ public static class TensorTestUtil
     /// <typeparam name="T">The element type.</typeparam>
     /// <param name="tensor">The tensor.</param>
     /// <param name="what">The tensor's name for messages.</param>
+    /// <exception cref="CheckFailedException">Some element is no longer poison.</exception>
     public static void AssertUntouched<T>(HostTensor<T> tensor, string what)
         where T : unmanaged
     {
+        ArgumentNullException.ThrowIfNull(tensor);
         var span = tensor.Span;
         for (var i = 0; i < span.Length; i++)
         {
             if (!IsPoison(span[i]))
             {
-                Assert.Fail($"{what} was written at memory offset {i} although the call failed validation.");
+                throw new CheckFailedException($"{what} was written at memory offset {i} although the call failed validation.");
             }
         }
     }
@@ -274,4 +290,8 @@ public static class TensorTestUtil
 
         return "[" + string.Join(", ", index) + "]";
     }
+
+    private static TTo Reinterpret<TFrom, TTo>(TFrom value)
+        where TFrom : unmanaged
+        where TTo : unmanaged => Unsafe.As<TFrom, TTo>(ref value);
 }
