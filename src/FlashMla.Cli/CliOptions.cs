@@ -1,8 +1,8 @@
 using System.CommandLine;
 using System.CommandLine.Parsing;
-using FlashMla.Cli.Inputs;
 using FlashMla.Cli.Output;
 using FlashMla.Tensors;
+using FlashMla.Testing;
 
 namespace FlashMla.Cli;
 
@@ -75,16 +75,16 @@ internal sealed class ShapeOptions
     public ShapeOptions(DecodeCaseSpec defaults)
     {
         Batch = CliOptions.Int("--batch", "Batch size b (number of requests)", defaults.Batch, 1, "-b");
-        SeqLen = CliOptions.Int("--seqlen", "KV length s_k of every request (the mean with --varlen)", defaults.SeqLenK, 0);
+        SeqLen = CliOptions.Int("--seqlen", "KV length s_k of every request (the mean with --varlen)", defaults.SeqlenK, 0);
         Varlen = new Option<bool>("--varlen") { Description = "Variable lengths: max(N(s_k, s_k/2), s_q) per request" };
-        Heads = CliOptions.Int("--heads", "Query heads h_q", defaults.HeadsQ, 1);
-        KvHeads = CliOptions.Int("--kv-heads", "KV heads h_kv (h_q must be a multiple)", defaults.HeadsKv, 1);
-        SeqQ = CliOptions.Int("--sq", "Query tokens per request s_q", defaults.SeqQ, 1);
-        PageSize = CliOptions.Int("--page-size", "KV cache page (block) size in tokens", defaults.PageSize, 1);
+        Heads = CliOptions.Int("--heads", "Query heads h_q", defaults.QueryHeads, 1);
+        KvHeads = CliOptions.Int("--kv-heads", "KV heads h_kv (h_q must be a multiple)", defaults.KvHeads, 1);
+        SeqQ = CliOptions.Int("--sq", "Query tokens per request s_q", defaults.QueryLength, 1);
+        PageSize = CliOptions.Int("--page-size", "KV cache page (block) size in tokens", defaults.PageBlockSize, 1);
         Dtype = new Option<string>("--dtype")
         {
             Description = "Element type of q, k_cache and the output",
-            DefaultValueFactory = _ => defaults.Dtype.ShortName(),
+            DefaultValueFactory = _ => defaults.ElementType.ShortName(),
             HelpName = string.Join('|', ElementTypes.All.Select(t => t.ShortName())),
         };
         Dtype.AcceptOnlyFromAmong([.. ElementTypes.All.Select(t => t.ShortName())]);
@@ -121,13 +121,13 @@ internal sealed class ShapeOptions
     public DecodeCaseSpec Read(ParseResult parseResult) => new()
     {
         Batch = parseResult.GetValue(Batch),
-        SeqLenK = parseResult.GetValue(SeqLen),
+        SeqlenK = parseResult.GetValue(SeqLen),
         Varlen = parseResult.GetValue(Varlen),
-        HeadsQ = parseResult.GetValue(Heads),
-        HeadsKv = parseResult.GetValue(KvHeads),
-        SeqQ = parseResult.GetValue(SeqQ),
-        PageSize = parseResult.GetValue(PageSize),
-        Dtype = ParseDtype(parseResult.GetValue(Dtype)),
+        QueryHeads = parseResult.GetValue(Heads),
+        KvHeads = parseResult.GetValue(KvHeads),
+        QueryLength = parseResult.GetValue(SeqQ),
+        PageBlockSize = parseResult.GetValue(PageSize),
+        ElementType = ParseDtype(parseResult.GetValue(Dtype)),
         Causal = parseResult.GetValue(Causal),
         Seed = parseResult.GetValue(Seed),
     };

@@ -1,21 +1,16 @@
 using System.Diagnostics.CodeAnalysis;
-using System.Runtime.InteropServices;
-using FlashMla.Cli.Inputs;
 using FlashMla.Cuda;
-using FlashMla.Mla;
 using FlashMla.Mla.Cuda;
-using FlashMla.Numerics;
 using FlashMla.Tensors;
+using FlashMla.Testing;
 
 namespace FlashMla.Cli.Backends;
 
 /// <summary>The library's CUDA decoder, <see cref="CudaMlaDecoder"/>, on device 0.</summary>
 internal sealed class CudaBackend : IDecodeBackend
 {
-    /// <summary>bf16 NaN twice / fp16 NaN twice / float NaN: the outputs are poisoned before a decode.</summary>
-    private const uint Bf16NaNPair = 0x7FC07FC0;
-    private const uint Fp16NaNPair = 0x7E007E00;
-    private const uint FloatNaN = 0x7FC00000;
+    /// <summary>The outputs are poisoned before a decode with <see cref="TestTensors"/>' NaN patterns, two 16-bit ones per word.</summary>
+    private const uint PoisonPair = ((uint)TestTensors.PoisonBits16 << 16) | TestTensors.PoisonBits16;
 
     private readonly CudaSession _session;
 
@@ -42,41 +37,40 @@ internal sealed class CudaBackend : IDecodeBackend
         return false;
     }
 
-    public DecodeOutputs Decode(DecodeInputs inputs)
-    {
-        ArgumentNullException.ThrowIfNull(inputs);
-        return inputs.Spec.Dtype == ElementType.BFloat16 ? Run<BFloat16>(inputs, Bf16NaNPair) : Run<Half>(inputs, Fp16NaNPair);
-    }
+    /// <summary>The kernels round P to the input type before the PV product, as FlashMLA's do.</summary>
+    public Tolerance OutputTolerance(ElementType type) => Tolerance.ForOutput(type, roundsProbabilities: true);
 
     public void Dispose() => _session.Dispose();
 
-    private DecodeOutputs Run<T>(DecodeInputs inputs, uint poison)
+    public DecodeOutputs Decode<T>(DecodeCase<T> inputs)
         where T : unmanaged
     {
+        ArgumentNullException.ThrowIfNull(inputs);
         var context = _session.Context;
         var stream = _session.Stream;
         var decoder = _session.Decoder;
         var spec = inputs.Spec;
 
-        using var q = DeviceBuffer<T>.FromHost(context, MemoryMarshal.Cast<ushort, T>(inputs.Q));
-        using var kCache = DeviceBuffer<T>.FromHost(context, MemoryMarshal.Cast<ushort, T>(inputs.KCache));
-        using var blockTable = DeviceBuffer<int>.FromHost(context, inputs.BlockTable);
-        using var seqlens = DeviceBuffer<int>.FromHost(context, inputs.Seqlens);
-        using var output = DeviceBuffer<T>.Allocate(context, inputs.OutputLength);
-        using var lse = DeviceBuffer<float>.Allocate(context, inputs.LseLength);
-        output.MemsetD32Async(poison, stream);
-        lse.MemsetD32Async(FloatNaN, stream);
+        // Each input is uploaded with its layout; the outputs are contiguous.
+        using var q = DeviceBuffer<T>.FromHost(context, inputs.Q.Span);
+        using var kCache = DeviceBuffer<T>.FromHost(context, inputs.KCache.Span);
+        using var blockTable = DeviceBuffer<int>.FromHost(context, inputs.BlockTable.Span);
+        using var seqlens = DeviceBuffer<int>.FromHost(context, inputs.CacheSeqlens.Span);
+        using var output = DeviceBuffer<T>.Allocate(context, TensorLayout.Contiguous(inputs.OutputShape).ElementCount);
+        using var lse = DeviceBuffer<float>.Allocate(context, TensorLayout.Contiguous(inputs.LseShape).ElementCount);
+        output.MemsetD32Async(PoisonPair, stream);
+        lse.MemsetD32Async(TestTensors.PoisonBits32, stream);
 
-        using var plan = decoder.CreatePlan(spec.Batch, spec.SeqQ, spec.HeadsQ, spec.HeadsKv);
-        var seqlensTensor = seqlens.AsTensor(spec.Batch);
-        decoder.UpdatePlan(plan, seqlensTensor, inputs.MaxBlocksPerSeq, spec.PageSize, stream);
+        using var plan = decoder.CreatePlan(spec.Batch, spec.QueryLength, spec.QueryHeads, spec.KvHeads);
+        var seqlensTensor = seqlens.AsTensor(inputs.CacheSeqlens.Layout);
+        decoder.UpdatePlan(plan, seqlensTensor, inputs.MaxBlocksPerSequence, spec.PageBlockSize, stream);
 
-        var qTensor = q.AsTensor(inputs.QShape);
-        var kTensor = kCache.AsTensor(inputs.KShape);
-        var blockTableTensor = blockTable.AsTensor(inputs.BlockTableShape);
+        var qTensor = q.AsTensor(inputs.Q.Layout);
+        var kTensor = kCache.AsTensor(inputs.KCache.Layout);
+        var blockTableTensor = blockTable.AsTensor(inputs.BlockTable.Layout);
         var outputTensor = output.AsTensor(inputs.OutputShape);
         var lseTensor = lse.AsTensor(inputs.LseShape);
-        var options = new MlaDecodeOptions { Causal = spec.Causal };
+        var options = inputs.Options;
         void Decode() => decoder.Decode(qTensor, kTensor, blockTableTensor, seqlensTensor, plan, outputTensor, lseTensor, stream, options);
 
         // The first launch of a kernel pays one-off costs; time the second (it writes the same values).
@@ -88,16 +82,14 @@ internal sealed class CudaBackend : IDecodeBackend
         end.Record(stream);
         decoder.Synchronize(stream, plan);
 
-        var outHost = new T[inputs.OutputLength];
+        var outHost = new T[output.Length];
         output.CopyTo(outHost);
-        var lseHost = new float[inputs.LseLength];
+        var lseHost = new float[lse.Length];
         lse.CopyTo(lseHost);
-        var outFloat = new float[outHost.Length];
-        ElementBits.Widen(spec.Dtype, MemoryMarshal.Cast<T, ushort>(outHost), outFloat);
         return new DecodeOutputs
         {
-            Output = outFloat,
-            Lse = lseHost,
+            Output = TestTensors.ToDoubleArray(new HostTensor<T>(outHost, TensorLayout.Contiguous(inputs.OutputShape))),
+            Lse = [.. lseHost.Select(v => (double)v)],
             ElapsedMs = CudaEvent.ElapsedMilliseconds(start, end),
         };
     }

@@ -1,8 +1,8 @@
 using System.Diagnostics.CodeAnalysis;
-using FlashMla.Cli.Inputs;
 using FlashMla.Cuda;
 using FlashMla.Mla;
 using FlashMla.Mla.Cuda;
+using FlashMla.Testing;
 
 namespace FlashMla.Cli.Backends;
 
@@ -44,8 +44,8 @@ internal sealed class CudaSession : IDisposable
     {
         ArgumentNullException.ThrowIfNull(spec);
         var shape = new MlaDecodeShape(
-            spec.Batch, spec.SeqQ, spec.HeadsQ, spec.HeadsKv, spec.HeadDim, DecodeCaseSpec.HeadDimV, NumBlocks: 1, spec.PageSize, Math.Max(1, maxBlocksPerSequence));
-        return new MlaDecodeProblem(shape, spec.Dtype, KvCacheFormat.Dense(spec.Dtype, spec.HeadDim), spec.Dtype);
+            spec.Batch, spec.QueryLength, spec.QueryHeads, spec.KvHeads, spec.HeadDim, DecodeCaseSpec.HeadDimV, NumBlocks: 1, spec.PageBlockSize, Math.Max(1, maxBlocksPerSequence));
+        return new MlaDecodeProblem(shape, spec.ElementType, KvCacheFormat.Dense(spec.ElementType, spec.HeadDim), spec.ElementType);
     }
 
     /// <summary>The environment variable that pins the decoder to kernel paths (comma-separated names, in order).</summary>

@@ -1,5 +1,7 @@
-using FlashMla.Cli.Inputs;
 using FlashMla.Mla.Cuda;
+using FlashMla.Numerics;
+using FlashMla.Tensors;
+using FlashMla.Testing;
 
 namespace FlashMla.Cli.Backends;
 
@@ -21,6 +23,19 @@ internal interface IDecodeBackend : IDisposable
     /// <summary>How <see cref="DecodeOutputs.ElapsedMs"/> is measured.</summary>
     string TimingNote { get; }
 
-    /// <summary>Runs one decode step; the outputs are widened to float.</summary>
-    DecodeOutputs Decode(DecodeInputs inputs);
+    /// <summary>The output bound this decoder is held to for an element type (<see cref="Tolerance.ForOutput"/>).</summary>
+    Tolerance OutputTolerance(ElementType type);
+
+    /// <summary>Runs one decode step; the outputs are widened to double.</summary>
+    DecodeOutputs Decode<T>(DecodeCase<T> inputs)
+        where T : unmanaged;
+
+    /// <summary><see cref="Decode{T}"/> on a case of either element type.</summary>
+    DecodeOutputs Decode(DecodeCase inputs) => inputs switch
+    {
+        DecodeCase<BFloat16> c => Decode(c),
+        DecodeCase<Half> c => Decode(c),
+        null => throw new ArgumentNullException(nameof(inputs)),
+        _ => throw new ArgumentException($"unsupported case {inputs.GetType().Name}", nameof(inputs)),
+    };
 }

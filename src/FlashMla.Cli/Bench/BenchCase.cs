@@ -1,4 +1,5 @@
-using FlashMla.Cli.Inputs;
+using FlashMla.Testing;
+
 
 namespace FlashMla.Cli.Bench;
 
@@ -13,7 +14,7 @@ internal sealed record BenchCase
     /// <summary>The built-in suite, or the cases file's name without its extension.</summary>
     public required string Suite { get; init; }
 
-    /// <summary>The shape; <see cref="DecodeCaseSpec.SeqLenK"/> and <see cref="DecodeCaseSpec.Varlen"/> describe <see cref="SeqLens"/>.</summary>
+    /// <summary>The shape; <see cref="DecodeCaseSpec.SeqlenK"/> and <see cref="DecodeCaseSpec.Varlen"/> describe <see cref="SeqLens"/>.</summary>
     public required DecodeCaseSpec Spec { get; init; }
 
     /// <summary>cache_seqlens: one length per request (b of them).</summary>

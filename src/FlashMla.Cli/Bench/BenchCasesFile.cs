@@ -1,7 +1,7 @@
 using System.Globalization;
 using System.Text.Json;
-using FlashMla.Cli.Inputs;
 using FlashMla.Tensors;
+using FlashMla.Testing;
 
 namespace FlashMla.Cli.Bench;
 
@@ -143,14 +143,14 @@ internal static class BenchCasesFile
             Spec = new DecodeCaseSpec
             {
                 Batch = batch,
-                SeqQ = seqQ,
-                HeadsQ = headsQ,
-                HeadsKv = headsKv,
-                SeqLenK = seqLenK,
+                QueryLength = seqQ,
+                QueryHeads = headsQ,
+                KvHeads = headsKv,
+                SeqlenK = seqLenK,
                 Varlen = varlen,
                 Causal = causal,
-                PageSize = pageSize,
-                Dtype = dtype,
+                PageBlockSize = pageSize,
+                ElementType = dtype,
                 Seed = seed,
             },
             SeqLens = seqlens,

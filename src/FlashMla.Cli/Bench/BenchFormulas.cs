@@ -1,5 +1,5 @@
-using FlashMla.Cli.Inputs;
 using FlashMla.Tensors;
+using FlashMla.Testing;
 
 namespace FlashMla.Cli.Bench;
 
@@ -13,18 +13,18 @@ internal static class BenchFormulas
     public static double Flops(DecodeCaseSpec spec, double meanSeqLen)
     {
         ArgumentNullException.ThrowIfNull(spec);
-        return 2.0 * spec.Batch * spec.SeqQ * spec.HeadsQ * meanSeqLen * (spec.HeadDim + DecodeCaseSpec.HeadDimV);
+        return 2.0 * spec.Batch * spec.QueryLength * spec.QueryHeads * meanSeqLen * (spec.HeadDim + DecodeCaseSpec.HeadDimV);
     }
 
     /// <summary>bytes = b·(s_q·h_q·d·e + mean_seqlen·h_kv·d·e + s_q·h_q·d_v·e), e the element size of the dtype.</summary>
     public static double Bytes(DecodeCaseSpec spec, double meanSeqLen)
     {
         ArgumentNullException.ThrowIfNull(spec);
-        double elementSize = ElementSize(spec.Dtype);
+        double elementSize = ElementSize(spec.ElementType);
         return spec.Batch * (
-            (spec.SeqQ * spec.HeadsQ * spec.HeadDim * elementSize) +
-            (meanSeqLen * spec.HeadsKv * spec.HeadDim * elementSize) +
-            (spec.SeqQ * spec.HeadsQ * DecodeCaseSpec.HeadDimV * elementSize));
+            (spec.QueryLength * spec.QueryHeads * spec.HeadDim * elementSize) +
+            (meanSeqLen * spec.KvHeads * spec.HeadDim * elementSize) +
+            (spec.QueryLength * spec.QueryHeads * DecodeCaseSpec.HeadDimV * elementSize));
     }
 
     public static double Tflops(double flops, double ms) => ms > 0 ? flops / (ms * 1e-3) / 1e12 : double.NaN;

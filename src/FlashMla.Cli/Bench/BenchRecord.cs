@@ -1,7 +1,7 @@
 using System.Text.Json;
-using FlashMla.Cli.Inputs;
 using FlashMla.Cli.Output;
 using FlashMla.Tensors;
+using FlashMla.Testing;
 
 namespace FlashMla.Cli.Bench;
 
@@ -70,14 +70,14 @@ internal sealed record BenchRecord
         writer.WriteString("suite", Case.Suite);
         writer.WriteString("impl", Impl);
         writer.WriteNumber("b", Spec.Batch);
-        writer.WriteNumber("s_q", Spec.SeqQ);
-        writer.WriteNumber("h_q", Spec.HeadsQ);
-        writer.WriteNumber("h_kv", Spec.HeadsKv);
-        writer.WriteNumber("s_k", Spec.SeqLenK);
+        writer.WriteNumber("s_q", Spec.QueryLength);
+        writer.WriteNumber("h_q", Spec.QueryHeads);
+        writer.WriteNumber("h_kv", Spec.KvHeads);
+        writer.WriteNumber("s_k", Spec.SeqlenK);
         writer.WriteBoolean("varlen", Spec.Varlen);
         writer.WriteBoolean("causal", Spec.Causal);
-        writer.WriteNumber("page_block_size", Spec.PageSize);
-        writer.WriteString("dtype", Spec.Dtype.ShortName());
+        writer.WriteNumber("page_block_size", Spec.PageBlockSize);
+        writer.WriteString("dtype", Spec.ElementType.ShortName());
         writer.Number("mean_s_k", MeanSeqLen);
         writer.NumberOrNull("graph_us", GraphUs);
         writer.NumberOrNull("gbps", GBps);

@@ -1,5 +1,5 @@
-using FlashMla.Cli.Inputs;
 using FlashMla.Tensors;
+using FlashMla.Testing;
 
 namespace FlashMla.Cli.Bench;
 
@@ -37,7 +37,7 @@ internal static class BenchSuites
                         {
                             foreach (var varlen in (bool[])[false, true])
                             {
-                                var spec = template with { Batch = 128, SeqQ = sq, HeadsQ = hq, SeqLenK = sk, Varlen = varlen };
+                                var spec = template with { Batch = 128, QueryLength = sq, QueryHeads = hq, SeqlenK = sk, Varlen = varlen };
                                 cases.Add(Make(ThroughputName(spec), suite, spec));
                             }
                         }
@@ -51,12 +51,12 @@ internal static class BenchSuites
                     {
                         foreach (var sk in (int[])[1024, 4096, 32768])
                         {
-                            var spec = template with { Batch = b, SeqQ = 1, HeadsQ = hq, SeqLenK = sk, Varlen = false };
+                            var spec = template with { Batch = b, QueryLength = 1, QueryHeads = hq, SeqlenK = sk, Varlen = false };
                             cases.Add(Make(LatencyName(spec), suite, spec));
                         }
                     }
                 }
-                var mtp = template with { Batch = 64, SeqQ = 4, HeadsQ = 128, SeqLenK = 4096, Varlen = false, Causal = true };
+                var mtp = template with { Batch = 64, QueryLength = 4, QueryHeads = 128, SeqlenK = 4096, Varlen = false, Causal = true };
                 cases.Add(Make(LatencyName(mtp, mtp: true), suite, mtp));
                 break;
             case "single":
@@ -72,7 +72,7 @@ internal static class BenchSuites
     public static string ThroughputName(DecodeCaseSpec spec)
     {
         ArgumentNullException.ThrowIfNull(spec);
-        return $"b{spec.Batch} s_q{spec.SeqQ} h{spec.HeadsQ} s_k{spec.SeqLenK} {(spec.Varlen ? "var" : "fixed")}{Extras(spec)}";
+        return $"b{spec.Batch} s_q{spec.QueryLength} h{spec.QueryHeads} s_k{spec.SeqlenK} {(spec.Varlen ? "var" : "fixed")}{Extras(spec)}";
     }
 
     /// <summary>
@@ -82,8 +82,8 @@ internal static class BenchSuites
     public static string LatencyName(DecodeCaseSpec spec, bool mtp = false)
     {
         ArgumentNullException.ThrowIfNull(spec);
-        var sq = spec.SeqQ != 1 ? $" s_q{spec.SeqQ}" : "";
-        return $"b{spec.Batch}{sq} h{spec.HeadsQ} s_k{spec.SeqLenK}{(spec.Varlen ? " var" : "")}{Extras(spec)}{(mtp ? " (MTP)" : "")}";
+        var sq = spec.QueryLength != 1 ? $" s_q{spec.QueryLength}" : "";
+        return $"b{spec.Batch}{sq} h{spec.QueryHeads} s_k{spec.SeqlenK}{(spec.Varlen ? " var" : "")}{Extras(spec)}{(mtp ? " (MTP)" : "")}";
     }
 
     /// <summary>
@@ -92,15 +92,15 @@ internal static class BenchSuites
     /// </summary>
     private static string Extras(DecodeCaseSpec spec) =>
         (spec.Causal ? " causal" : "") +
-        (spec.HeadsKv != 1 ? $" h_kv{spec.HeadsKv}" : "") +
-        (spec.PageSize != 64 ? $" page{spec.PageSize}" : "") +
-        (spec.Dtype != ElementType.BFloat16 ? $" {spec.Dtype.ShortName()}" : "");
+        (spec.KvHeads != 1 ? $" h_kv{spec.KvHeads}" : "") +
+        (spec.PageBlockSize != 64 ? $" page{spec.PageBlockSize}" : "") +
+        (spec.ElementType != ElementType.BFloat16 ? $" {spec.ElementType.ShortName()}" : "");
 
     private static BenchCase Make(string name, string suite, DecodeCaseSpec spec) => new()
     {
         Name = name,
         Suite = suite,
         Spec = spec,
-        SeqLens = RandomDecodeInputs.SeqLens(spec, new Gaussian(spec.Seed)),
+        SeqLens = RandomInputs.Lengths(spec, new Gaussian(spec.Seed)),
     };
 }

@@ -1,12 +1,12 @@
 using System.Diagnostics.CodeAnalysis;
 using System.Runtime.InteropServices;
 using FlashMla.Cli.Backends;
-using FlashMla.Cli.Inputs;
 using FlashMla.Cli.Output;
 using FlashMla.Cuda;
 using FlashMla.Mla;
 using FlashMla.Numerics;
 using FlashMla.Tensors;
+using FlashMla.Testing;
 
 namespace FlashMla.Cli.Bench;
 
@@ -80,7 +80,7 @@ internal sealed class CudaBenchRunner : IDisposable
         ArgumentNullException.ThrowIfNull(settings);
         ArgumentNullException.ThrowIfNull(readSmClock);
         ArgumentNullException.ThrowIfNull(status);
-        return benchCase.Spec.Dtype == ElementType.BFloat16
+        return benchCase.Spec.ElementType == ElementType.BFloat16
             ? Run<BFloat16>(benchCase, settings, copyGbps, commit, readSmClock, status)
             : Run<Half>(benchCase, settings, copyGbps, commit, readSmClock, status);
     }
@@ -96,9 +96,9 @@ internal sealed class CudaBenchRunner : IDisposable
         var decoder = _session.Decoder;
         var rng = new Gaussian(spec.Seed);
         var elementSize = Marshal.SizeOf<T>();
-        if (elementSize != BenchFormulas.ElementSize(spec.Dtype))
+        if (elementSize != BenchFormulas.ElementSize(spec.ElementType))
         {
-            throw new InvalidOperationException($"{typeof(T).Name} is {elementSize} bytes, but {spec.Dtype.ShortName()} is {BenchFormulas.ElementSize(spec.Dtype)}");
+            throw new InvalidOperationException($"{typeof(T).Name} is {elementSize} bytes, but {spec.ElementType.ShortName()} is {BenchFormulas.ElementSize(spec.ElementType)}");
         }
 
         // Pages per request; one copy of the cache holds exactly the pages in use.
@@ -108,12 +108,12 @@ internal sealed class CudaBenchRunner : IDisposable
             throw new InvalidOperationException($"case {benchCase.Name}: {seqlens.Length} lengths for b = {spec.Batch}");
         }
         var meanSeqLen = benchCase.MeanSeqLen;
-        var pages = seqlens.Select(s => (s + spec.PageSize - 1) / spec.PageSize).ToArray();
+        var pages = seqlens.Select(s => (s + spec.PageBlockSize - 1) / spec.PageBlockSize).ToArray();
         var maxBlocks = Math.Max(1, pages.Max());
         var blocksPerCopy = Math.Max(1L, pages.Sum(p => (long)p));
-        var kElementsPerCopy = blocksPerCopy * spec.PageSize * spec.HeadsKv * spec.HeadDim;
-        var qElements = (long)spec.Batch * spec.SeqQ * spec.HeadsQ * spec.HeadDim;
-        var bytesPerCopy = BenchMethod.BytesPerCopy(blocksPerCopy, spec.PageSize, spec.HeadsKv, spec.HeadDim, qElements, elementSize);
+        var kElementsPerCopy = blocksPerCopy * spec.PageBlockSize * spec.KvHeads * spec.HeadDim;
+        var qElements = (long)spec.Batch * spec.QueryLength * spec.QueryHeads * spec.HeadDim;
+        var bytesPerCopy = BenchMethod.BytesPerCopy(blocksPerCopy, spec.PageBlockSize, spec.KvHeads, spec.HeadDim, qElements, elementSize);
 
         var l2 = Math.Max(1L, context.Device.L2CacheSizeBytes);
         var (freeBytes, _) = context.GetMemoryInfo();
@@ -123,23 +123,23 @@ internal sealed class CudaBenchRunner : IDisposable
                $"{rotations} rotation(s) ({TableOut.Bytes(rotations * bytesPerCopy)} vs L2 {TableOut.Bytes(l2)})" +
                (settings.Graphs ? $", {callsPerGraph} calls per graph" : ""));
 
-        var blockTable = BenchMethod.BlockTables(pages, rotations, maxBlocks, RandomDecodeInputs.UnusedBlockId, span => rng.Shuffle(span));
+        var blockTable = BenchMethod.BlockTables(pages, rotations, maxBlocks, RandomInputs.UnusedBlockId, span => rng.Shuffle(span));
         var numBlocks = rotations * blocksPerCopy;
-        using var kCache = DeviceBuffer<T>.Allocate(context, numBlocks * spec.PageSize * spec.HeadsKv * spec.HeadDim);
+        using var kCache = DeviceBuffer<T>.Allocate(context, numBlocks * spec.PageBlockSize * spec.KvHeads * spec.HeadDim);
         using var q = DeviceBuffer<T>.Allocate(context, rotations * qElements);
-        FillRandom(kCache, spec.Dtype, rng);
-        FillRandom(q, spec.Dtype, rng);
+        FillRandom(kCache, rng);
+        FillRandom(q, rng);
         using var blockTables = DeviceBuffer<int>.FromHost(context, blockTable);
         using var seqlensBuffer = DeviceBuffer<int>.FromHost(context, seqlens);
-        using var output = DeviceBuffer<T>.Allocate(context, (long)spec.Batch * spec.SeqQ * spec.HeadsQ * DecodeCaseSpec.HeadDimV);
-        using var lse = DeviceBuffer<float>.Allocate(context, (long)spec.Batch * spec.HeadsQ * spec.SeqQ);
-        using var plan = decoder.CreatePlan(spec.Batch, spec.SeqQ, spec.HeadsQ, spec.HeadsKv);
+        using var output = DeviceBuffer<T>.Allocate(context, (long)spec.Batch * spec.QueryLength * spec.QueryHeads * DecodeCaseSpec.HeadDimV);
+        using var lse = DeviceBuffer<float>.Allocate(context, (long)spec.Batch * spec.QueryHeads * spec.QueryLength);
+        using var plan = decoder.CreatePlan(spec.Batch, spec.QueryLength, spec.QueryHeads, spec.KvHeads);
 
-        var kTensor = kCache.AsTensor(numBlocks, spec.PageSize, spec.HeadsKv, spec.HeadDim);
+        var kTensor = kCache.AsTensor(numBlocks, spec.PageBlockSize, spec.KvHeads, spec.HeadDim);
         var seqlensTensor = seqlensBuffer.AsTensor(spec.Batch);
-        var outputTensor = output.AsTensor(spec.Batch, spec.SeqQ, spec.HeadsQ, DecodeCaseSpec.HeadDimV);
-        var lseTensor = lse.AsTensor(spec.Batch, spec.HeadsQ, spec.SeqQ);
-        var qLayout = TensorLayout.Contiguous(spec.Batch, spec.SeqQ, spec.HeadsQ, spec.HeadDim);
+        var outputTensor = output.AsTensor(spec.Batch, spec.QueryLength, spec.QueryHeads, DecodeCaseSpec.HeadDimV);
+        var lseTensor = lse.AsTensor(spec.Batch, spec.QueryHeads, spec.QueryLength);
+        var qLayout = TensorLayout.Contiguous(spec.Batch, spec.QueryLength, spec.QueryHeads, spec.HeadDim);
         var btLayout = TensorLayout.Contiguous(spec.Batch, maxBlocks);
         var qTensors = new DeviceTensor<T>[rotations];
         var btTensors = new DeviceTensor<int>[rotations];
@@ -159,10 +159,10 @@ internal sealed class CudaBenchRunner : IDisposable
         // decode below, the graph's included, uses it.
         for (var i = 0; i < Math.Max(1, settings.Warmup); i++)
         {
-            decoder.UpdatePlan(plan, seqlensTensor, maxBlocks, spec.PageSize, stream);
+            decoder.UpdatePlan(plan, seqlensTensor, maxBlocks, spec.PageBlockSize, stream);
         }
         var planMs = BenchFormulas.Median(TimeEach(settings.Iterations,
-            _ => decoder.UpdatePlan(plan, seqlensTensor, maxBlocks, spec.PageSize, stream)));
+            _ => decoder.UpdatePlan(plan, seqlensTensor, maxBlocks, spec.PageBlockSize, stream)));
         decoder.Synchronize(stream, plan);
 
         // Decode per call: split kernel + combine between two events, host launch cost included.
@@ -297,13 +297,13 @@ internal sealed class CudaBenchRunner : IDisposable
     }
 
     /// <summary>Fills a device buffer with N(0,1)/10 clamped to [−1, 1]: a host chunk, uploaded, then tiled on the device.</summary>
-    private void FillRandom<T>(DeviceBuffer<T> buffer, ElementType kind, Gaussian rng)
+    private void FillRandom<T>(DeviceBuffer<T> buffer, Gaussian rng)
         where T : unmanaged
     {
         var stream = _session.Stream;
-        var chunk = new ushort[Math.Min(buffer.Length, RandomChunkElements)];
-        RandomDecodeInputs.FillRandom(chunk, kind, rng);
-        buffer.CopyFrom(MemoryMarshal.Cast<ushort, T>(chunk));
+        var chunk = new T[Math.Min(buffer.Length, RandomChunkElements)];
+        RandomInputs.Fill<T>(chunk, rng);
+        buffer.CopyFrom(chunk);
         var filled = (long)chunk.Length;
         while (filled < buffer.Length)
         {

@@ -1,9 +1,9 @@
 using System.CommandLine;
 using System.Globalization;
 using FlashMla.Cli.Bench;
-using FlashMla.Cli.Inputs;
 using FlashMla.Cli.Nvml;
 using FlashMla.Cli.Output;
+using FlashMla.Testing;
 
 namespace FlashMla.Cli.Commands;
 
@@ -15,7 +15,7 @@ internal static class BenchCommand
 {
     public static Command Create(CliContext context)
     {
-        var shape = new ShapeOptions(new DecodeCaseSpec { Batch = 128, SeqLenK = 4096, HeadsQ = 128, SeqQ = 1 });
+        var shape = new ShapeOptions(new DecodeCaseSpec { Batch = 128, SeqlenK = 4096, QueryHeads = 128, QueryLength = 1 });
         var suite = new Option<string[]>("--suite")
         {
             Description = "Built-in cases, one or more suites: single: one case from the shape options; throughput: b 128, s_q {1,2}, " +

@@ -1,18 +1,21 @@
 using System.CommandLine;
 using System.Globalization;
 using FlashMla.Cli.Backends;
-using FlashMla.Cli.Inputs;
 using FlashMla.Cli.Output;
 using FlashMla.Tensors;
+using FlashMla.Testing;
 
 namespace FlashMla.Cli.Commands;
 
 /// <summary><c>flashmla decode</c>: one decode step on seeded random inputs.</summary>
 internal static class DecodeCommand
 {
+    /// <summary>The defaults of the shape options.</summary>
+    internal static DecodeCaseSpec Defaults { get; } = new() { Batch = 4, SeqlenK = 1024, QueryHeads = 128 };
+
     public static Command Create(CliContext context)
     {
-        var shape = new ShapeOptions(new DecodeCaseSpec());
+        var shape = new ShapeOptions(Defaults);
         var backend = CliOptions.Backend("auto", "auto", "cpu", "cuda");
         var format = CliOptions.Format();
         var command = new Command("decode", "Run one decode step on seeded random inputs and print shapes, backend, time and checksums");
@@ -31,16 +34,16 @@ internal static class DecodeCommand
     {
         using var backend = BackendSelector.Select(backendChoice, context);
         context.Diag($"generating inputs: {spec.Describe()} seed={spec.Seed}");
-        var inputs = RandomDecodeInputs.Create(spec);
+        var inputs = Generate(spec);
         context.Diag($"decoding on {backend.Name} ({backend.Device})");
         var result = backend.Decode(inputs);
-        var kernel = backend.DescribeKernel(spec, inputs.MaxBlocksPerSeq);
+        var kernel = backend.DescribeKernel(spec, inputs.MaxBlocksPerSequence);
         var kernelPath = kernel?.ToString() ?? backend.KernelPath;
 
         var absSum = result.AbsSum();
         var lseSum = result.FiniteLseSum();
         var nonFinite = result.NonFiniteOutputCount();
-        var meanSeqLen = inputs.MeanSeqLen;
+        var meanSeqLen = inputs.MeanSeqlen;
 
         if (format == OutputFormat.Json)
         {
@@ -64,15 +67,15 @@ internal static class DecodeCommand
                     w.WriteString("grid", kernel.Grid.ToString());
                     w.WriteEndObject();
                 }
-                w.WriteString("dtype", spec.Dtype.ShortName());
+                w.WriteString("dtype", spec.ElementType.ShortName());
                 w.WriteNumber("b", spec.Batch);
-                w.WriteNumber("s_q", spec.SeqQ);
-                w.WriteNumber("h_q", spec.HeadsQ);
-                w.WriteNumber("h_kv", spec.HeadsKv);
-                w.WriteNumber("s_k", spec.SeqLenK);
+                w.WriteNumber("s_q", spec.QueryLength);
+                w.WriteNumber("h_q", spec.QueryHeads);
+                w.WriteNumber("h_kv", spec.KvHeads);
+                w.WriteNumber("s_k", spec.SeqlenK);
                 w.WriteBoolean("varlen", spec.Varlen);
                 w.WriteBoolean("causal", spec.Causal);
-                w.WriteNumber("page_block_size", spec.PageSize);
+                w.WriteNumber("page_block_size", spec.PageBlockSize);
                 w.WriteNumber("seed", spec.Seed);
                 w.Shape("q", inputs.QShape);
                 w.Shape("k_cache", inputs.KShape);
@@ -96,9 +99,9 @@ internal static class DecodeCommand
             var table = TableOut.Create("item", "value");
             table.Row("backend", $"{backend.Name} ({backend.Device})");
             table.Row("kernel path", kernelPath);
-            table.Row("dtype", spec.Dtype.ShortName());
+            table.Row("dtype", spec.ElementType.ShortName());
             table.Row("q", TableOut.Shape(inputs.QShape));
-            table.Row("k_cache", TableOut.Shape(inputs.KShape) + $" page {spec.PageSize}");
+            table.Row("k_cache", TableOut.Shape(inputs.KShape) + $" page {spec.PageBlockSize}");
             table.Row("block_table", TableOut.Shape(inputs.BlockTableShape));
             table.Row("cache_seqlens", $"[{spec.Batch}] min {inputs.Seqlens.Min()} mean {TableOut.F(meanSeqLen, 1)} max {inputs.Seqlens.Max()}" +
                 (spec.Varlen ? " (varlen)" : ""));
@@ -117,5 +120,18 @@ internal static class DecodeCommand
             return ExitCodes.Failure;
         }
         return ExitCodes.Success;
+    }
+
+    /// <summary>The case's inputs; a case too large for host arrays is a plain failure.</summary>
+    internal static DecodeCase Generate(DecodeCaseSpec spec)
+    {
+        try
+        {
+            return DecodeCase.Create(spec);
+        }
+        catch (NotSupportedException e)
+        {
+            throw new CliFailureException($"{e.Message}; use smaller --batch/--seqlen/--kv-heads");
+        }
     }
 }

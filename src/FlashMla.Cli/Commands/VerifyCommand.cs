@@ -2,10 +2,9 @@ using System.CommandLine;
 using System.Diagnostics;
 using System.Globalization;
 using FlashMla.Cli.Backends;
-using FlashMla.Cli.Inputs;
 using FlashMla.Cli.Output;
-using FlashMla.Cli.Verification;
 using FlashMla.Tensors;
+using FlashMla.Testing;
 using Spectre.Console;
 
 namespace FlashMla.Cli.Commands;
@@ -13,7 +12,13 @@ namespace FlashMla.Cli.Commands;
 /// <summary><c>flashmla verify</c>: a backend against a float64 reference over a grid of cases.</summary>
 internal static class VerifyCommand
 {
-    private sealed record CaseResult(int Index, DecodeCaseSpec Spec, CompareResult? Out, CompareResult? Lse, string? Error, double Ms)
+    /// <summary>A tensor's comparison, under the tensor's name.</summary>
+    private sealed record Named(string Name, CompareResult Result)
+    {
+        public bool Passed => Result.Passed;
+    }
+
+    private sealed record CaseResult(int Index, DecodeCaseSpec Spec, Named? Out, Named? Lse, string? Error, double Ms)
     {
         public bool Passed => Error is null && Out is { Passed: true } && Lse is { Passed: true };
     }
@@ -102,11 +107,11 @@ internal static class VerifyCommand
                 {
                     (r.Index + 1).ToString(CultureInfo.InvariantCulture),
                     r.Spec.Describe(),
-                    r.Out is { } o ? TableOut.E(o.MaxAbsError) : "-",
-                    r.Out is { } o2 ? TableOut.E(o2.MaxRelError) : "-",
-                    r.Out is { } o3 ? TableOut.E(o3.CosDiff) : "-",
-                    r.Lse is { } l ? TableOut.E(l.MaxAbsError) : "-",
-                    r.Lse is { } l2 ? TableOut.E(l2.CosDiff) : "-",
+                    r.Out is { Result: var o } ? TableOut.E(o.MaxAbsError) : "-",
+                    r.Out is { Result: var o2 } ? TableOut.E(o2.MaxRelError) : "-",
+                    r.Out is { Result: var o3 } ? TableOut.E(o3.CosineDiff) : "-",
+                    r.Lse is { Result: var l } ? TableOut.E(l.MaxAbsError) : "-",
+                    r.Lse is { Result: var l2 } ? TableOut.E(l2.CosineDiff) : "-",
                     TableOut.F(r.Ms, 1),
                     r.Passed ? "PASS" : "FAIL: " + Why(r),
                 };
@@ -120,10 +125,7 @@ internal static class VerifyCommand
                 }
             }
             context.OutConsole.Write(table);
-            context.Out.WriteLine(
-                $"verify {backend.Name}: {passed} passed, {failed} failed " +
-                $"(out: abs {Tolerance.Output.Abs:0.####e+0} or rel {Tolerance.Output.Rel:0.#####}, cos {Tolerance.Output.CosDiff:0.#e+0}; " +
-                $"lse: abs {Tolerance.Lse.Abs:0.#e+0} or rel {Tolerance.Lse.Rel:0.#######}, cos {Tolerance.Lse.CosDiff:0.#e+0})");
+            context.Out.WriteLine($"verify {backend.Name}: {passed} passed, {failed} failed ({Tolerances(backend)})");
         }
         return failed == 0 ? ExitCodes.Success : ExitCodes.Failure;
     }
@@ -132,13 +134,13 @@ internal static class VerifyCommand
     {
         try
         {
-            var inputs = RandomDecodeInputs.Create(spec);
+            var inputs = DecodeCase.Create(spec);
             var stopwatch = Stopwatch.StartNew();
             var actual = backend.Decode(inputs);
             stopwatch.Stop();
-            var (refOut, refLse) = NaiveReference.Compute(inputs);
-            var outCompare = AllClose.Compare("out", actual.Output, refOut, Tolerance.Output);
-            var lseCompare = AllClose.Compare("lse", actual.Lse, refLse, Tolerance.Lse);
+            var reference = NaiveMlaReference.Compute(inputs);
+            var outCompare = new Named("out", Compare.Check(actual.Output, reference.Output, backend.OutputTolerance(spec.ElementType), inputs.OutputShape));
+            var lseCompare = new Named("lse", Compare.Check(actual.Lse, reference.Lse, Tolerance.Lse, inputs.LseShape));
             return new CaseResult(index, spec, outCompare, lseCompare, null, stopwatch.Elapsed.TotalMilliseconds);
         }
         catch (Exception e) when (e is not OutOfMemoryException and not CliFailureException)
@@ -154,23 +156,23 @@ internal static class VerifyCommand
             return error;
         }
         var reasons = new List<string>();
-        foreach (var c in (CompareResult?[])[r.Out, r.Lse])
+        foreach (var named in (Named?[])[r.Out, r.Lse])
         {
-            if (c is null || c.Passed)
+            if (named is not { Name: var name, Result: { Passed: false } c })
             {
                 continue;
             }
             if (c.SpecialMismatches > 0)
             {
-                reasons.Add($"{c.Name}: {c.SpecialMismatches} inf/NaN mismatches");
+                reasons.Add($"{name}: {c.SpecialMismatches} inf/NaN mismatches");
             }
             if (c.ElementFailures > 0)
             {
-                reasons.Add($"{c.Name}: {c.ElementFailures} elements out of tolerance (first at {c.FirstFailureIndex})");
+                reasons.Add($"{name}: {c.ElementFailures} elements out of tolerance (first at {c.FirstBadIndex})");
             }
-            if (!c.CosDiffPasses)
+            if (!c.CosineDiffPasses)
             {
-                reasons.Add($"{c.Name}: cos diff {TableOut.E(c.CosDiff)}");
+                reasons.Add($"{name}: cos diff {TableOut.E(c.CosineDiff)}");
             }
         }
         return string.Join("; ", reasons);
@@ -181,14 +183,14 @@ internal static class VerifyCommand
         w.WriteStartObject();
         w.WriteNumber("index", r.Index);
         w.WriteNumber("b", r.Spec.Batch);
-        w.WriteNumber("s_q", r.Spec.SeqQ);
-        w.WriteNumber("h_q", r.Spec.HeadsQ);
-        w.WriteNumber("h_kv", r.Spec.HeadsKv);
-        w.WriteNumber("s_k", r.Spec.SeqLenK);
+        w.WriteNumber("s_q", r.Spec.QueryLength);
+        w.WriteNumber("h_q", r.Spec.QueryHeads);
+        w.WriteNumber("h_kv", r.Spec.KvHeads);
+        w.WriteNumber("s_k", r.Spec.SeqlenK);
         w.WriteBoolean("varlen", r.Spec.Varlen);
         w.WriteBoolean("causal", r.Spec.Causal);
-        w.WriteNumber("page_block_size", r.Spec.PageSize);
-        w.WriteString("dtype", r.Spec.Dtype.ShortName());
+        w.WriteNumber("page_block_size", r.Spec.PageBlockSize);
+        w.WriteString("dtype", r.Spec.ElementType.ShortName());
         w.WriteNumber("zero_length_requests", r.Spec.ZeroLengthRequests);
         w.WriteNumber("seed", r.Spec.Seed);
         w.WriteBoolean("passed", r.Passed);
@@ -197,21 +199,40 @@ internal static class VerifyCommand
         {
             w.WriteString("error", error);
         }
-        foreach (var c in (CompareResult?[])[r.Out, r.Lse])
+        foreach (var named in (Named?[])[r.Out, r.Lse])
         {
-            if (c is null)
+            if (named is not { Name: var name, Result: var c })
             {
                 continue;
             }
-            w.WriteStartObject(c.Name);
+            w.WriteStartObject(name);
             w.WriteBoolean("passed", c.Passed);
             w.Number("max_abs_error", c.MaxAbsError);
             w.Number("max_rel_error", c.MaxRelError);
-            w.Number("cos_diff", c.CosDiff);
+            w.Number("cos_diff", c.CosineDiff);
             w.WriteNumber("element_failures", c.ElementFailures);
             w.WriteNumber("special_mismatches", c.SpecialMismatches);
             w.WriteEndObject();
         }
         w.WriteEndObject();
+    }
+
+    /// <summary>
+    /// The bounds: "out: abs 8e-4 or rel 0.0157, cos 5e-6; lse: …", with the fp16 output bound
+    /// after the bf16 one where the backend is held to another.
+    /// </summary>
+    private static string Tolerances(IDecodeBackend backend)
+    {
+        static string Bounds(Tolerance t, string absFormat, string relFormat) =>
+            $"abs {t.Abs.ToString(absFormat, CultureInfo.InvariantCulture)} or rel {t.Rel.ToString(relFormat, CultureInfo.InvariantCulture)}, " +
+            $"cos {t.Cos.ToString("0.#e+0", CultureInfo.InvariantCulture)}";
+        var bf16 = backend.OutputTolerance(ElementType.BFloat16);
+        var fp16 = backend.OutputTolerance(ElementType.Float16);
+        var text = $"out: {Bounds(bf16, "0.####e+0", "0.#####")}; ";
+        if (fp16 != bf16)
+        {
+            text += $"fp16 out: {Bounds(fp16, "0.####e+0", "0.#####")}; ";
+        }
+        return text + $"lse: {Bounds(Tolerance.Lse, "0.#e+0", "0.#######")}";
     }
 }

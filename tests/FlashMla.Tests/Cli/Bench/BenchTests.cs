@@ -4,8 +4,8 @@ using FlashMla.Cli;
 using FlashMla.Cli.Backends;
 using FlashMla.Cli.Bench;
 using FlashMla.Cli.Commands;
-using FlashMla.Cli.Inputs;
 using FlashMla.Tensors;
+using FlashMla.Testing;
 
 namespace FlashMla.Tests.Cli.Bench;
 
@@ -69,14 +69,14 @@ public sealed class BenchTests
         Assert.Equal("t", a.Suite);
         Assert.Equal(new DecodeCaseSpec
         {
-            Batch = 3, SeqQ = 2, HeadsQ = 32, HeadsKv = 2, SeqLenK = 64, Varlen = false, Causal = true, PageSize = 16,
-            Dtype = ElementType.BFloat16, Seed = 5,
+            Batch = 3, QueryLength = 2, QueryHeads = 32, KvHeads = 2, SeqlenK = 64, Varlen = false, Causal = true, PageBlockSize = 16,
+            ElementType = ElementType.BFloat16, Seed = 5,
         }, a.Spec);
         Assert.Equal([64, 64, 64], a.SeqLens);
         Assert.Equal(64, a.MeanSeqLen);
 
         var b = cases[1];
-        Assert.Equal(ElementType.Float16, b.Spec.Dtype);
+        Assert.Equal(ElementType.Float16, b.Spec.ElementType);
         Assert.True(b.Spec.Varlen);
         Assert.Equal([130, 0], b.SeqLens);
         Assert.Equal(65, b.MeanSeqLen);
@@ -87,7 +87,7 @@ public sealed class BenchTests
     {
         var c = GoodCase();
         c.Remove("dtype");
-        Assert.Equal(ElementType.BFloat16, Assert.Single(BenchCasesFile.Parse(Cases(c), "t.json", "t", 0)).Spec.Dtype);
+        Assert.Equal(ElementType.BFloat16, Assert.Single(BenchCasesFile.Parse(Cases(c), "t.json", "t", 0)).Spec.ElementType);
     }
 
     [Fact]
@@ -246,7 +246,7 @@ public sealed class BenchTests
 
     // ---- built-in suites and their names -----------------------------------------------------
 
-    private static readonly DecodeCaseSpec BenchDefaults = new() { Batch = 128, SeqLenK = 4096, HeadsQ = 128, SeqQ = 1 };
+    private static readonly DecodeCaseSpec BenchDefaults = new() { Batch = 128, SeqlenK = 4096, QueryHeads = 128, QueryLength = 1 };
 
     [Fact]
     public void Throughput_suite_names_follow_the_shared_cases()
@@ -265,7 +265,7 @@ public sealed class BenchTests
             Assert.Equal("throughput", c.Suite);
             Assert.Equal(128, c.SeqLens.Count);
             Assert.Equal(c.Spec.Varlen, c.Name.EndsWith(" var", StringComparison.Ordinal));
-            Assert.All(c.SeqLens, s => Assert.True(c.Spec.Varlen ? s >= c.Spec.SeqQ : s == c.Spec.SeqLenK));
+            Assert.All(c.SeqLens, s => Assert.True(c.Spec.Varlen ? s >= c.Spec.QueryLength : s == c.Spec.SeqlenK));
         });
     }
 
@@ -281,7 +281,7 @@ public sealed class BenchTests
         Assert.Equal("b32 h128 s_k32768", cases[23].Name);
         var mtp = cases[24];
         Assert.Equal("b64 s_q4 h128 s_k4096 causal (MTP)", mtp.Name);
-        Assert.Equal((64, 4, 128, 4096, true, false), (mtp.Spec.Batch, mtp.Spec.SeqQ, mtp.Spec.HeadsQ, mtp.Spec.SeqLenK, mtp.Spec.Causal, mtp.Spec.Varlen));
+        Assert.Equal((64, 4, 128, 4096, true, false), (mtp.Spec.Batch, mtp.Spec.QueryLength, mtp.Spec.QueryHeads, mtp.Spec.SeqlenK, mtp.Spec.Causal, mtp.Spec.Varlen));
         Assert.All(cases.Take(24), c => Assert.False(c.Spec.Causal));
     }
 
@@ -289,9 +289,9 @@ public sealed class BenchTests
     public void Built_in_names_say_what_differs_from_the_shared_cases()
     {
         Assert.Equal("b128 s_q1 h128 s_k4096 fixed", Assert.Single(BenchSuites.Cases("single", BenchDefaults)).Name);
-        var other = BenchDefaults with { PageSize = 32, Dtype = ElementType.Float16, HeadsKv = 2, Causal = true, Varlen = true, SeqQ = 2 };
+        var other = BenchDefaults with { PageBlockSize = 32, ElementType = ElementType.Float16, KvHeads = 2, Causal = true, Varlen = true, QueryLength = 2 };
         Assert.Equal("b128 s_q2 h128 s_k4096 var causal h_kv2 page32 fp16", Assert.Single(BenchSuites.Cases("single", other)).Name);
-        Assert.Equal("b1 h16 s_k1024 page32", BenchSuites.Cases("latency", BenchDefaults with { PageSize = 32 })[0].Name);
+        Assert.Equal("b1 h16 s_k1024 page32", BenchSuites.Cases("latency", BenchDefaults with { PageBlockSize = 32 })[0].Name);
     }
 
     [Fact]
@@ -441,7 +441,7 @@ public sealed class BenchTests
     [Fact]
     public void Bytes_use_the_element_size_of_the_dtype_and_the_mean_length()
     {
-        var spec = new DecodeCaseSpec { Batch = 128, SeqQ = 1, HeadsQ = 16, HeadsKv = 1, SeqLenK = 4096 };
+        var spec = new DecodeCaseSpec { Batch = 128, QueryLength = 1, QueryHeads = 16, KvHeads = 1, SeqlenK = 4096 };
         Assert.Equal(2, BenchFormulas.ElementSize(ElementType.BFloat16));
         Assert.Equal(2, BenchFormulas.ElementSize(ElementType.Float16));
         Assert.Equal(128.0 * ((16 * 576 * 2) + (4096.0 * 576 * 2) + (16 * 512 * 2)), BenchFormulas.Bytes(spec, 4096));
@@ -476,7 +476,7 @@ public sealed class BenchTests
         {
             Name = "b128 s_q1 h16 s_k4096 fixed",
             Suite = "throughput",
-            Spec = new DecodeCaseSpec { Batch = 128, SeqQ = 1, HeadsQ = 16, SeqLenK = 4096 },
+            Spec = new DecodeCaseSpec { Batch = 128, QueryLength = 1, QueryHeads = 16, SeqlenK = 4096 },
             SeqLens = [.. Enumerable.Repeat(4096, 128)],
         },
         Backend = "cuda",
