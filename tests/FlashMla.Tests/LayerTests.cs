@@ -5,31 +5,36 @@ namespace FlashMla.Tests;
 
 /// <summary>
 /// The library's folders are its layers (docs/architecture.md, "Layers"): each may use only the
-/// layers below it. Checked on the sources, so it is skipped where they are not present (the
-/// bundle's test run on a GPU machine).
+/// layers below it. FlashMla.Testing, the one reference, sits beside the library: it may use the
+/// backend-neutral layers, no decoder and no binding, and no library layer may use it. Checked on the
+/// sources, so it is skipped where they are not present (the bundle's test run on a GPU machine).
 /// </summary>
 public sealed partial class LayerTests
 {
-    /// <summary>Folder (under src/FlashMla) → the library namespaces its files may use besides their own.</summary>
-    private static readonly (string Folder, string[] Allowed)[] Rules =
+    /// <summary>
+    /// Project and folder (under src/&lt;project&gt;; "" for the project's root) → the library
+    /// namespaces its files may use besides their own.
+    /// </summary>
+    private static readonly (string Project, string Folder, string[] Allowed)[] Rules =
     [
-        ("Numerics", []),
-        ("Cuda", []),
-        ("Tensors", ["FlashMla.Numerics", "FlashMla.Cuda"]),
-        ("Kernels", ["FlashMla.Numerics", "FlashMla.Tensors", "FlashMla.Cuda"]),
-        ("Mla", ["FlashMla.Numerics", "FlashMla.Tensors"]),
-        ("Mla/Cpu", ["FlashMla.Numerics", "FlashMla.Tensors", "FlashMla.Mla"]),
-        ("Mla/Cuda", ["FlashMla.Numerics", "FlashMla.Tensors", "FlashMla.Cuda", "FlashMla.Kernels", "FlashMla.Mla"]),
+        ("FlashMla", "Numerics", []),
+        ("FlashMla", "Cuda", []),
+        ("FlashMla", "Tensors", ["FlashMla.Numerics", "FlashMla.Cuda"]),
+        ("FlashMla", "Kernels", ["FlashMla.Numerics", "FlashMla.Tensors", "FlashMla.Cuda"]),
+        ("FlashMla", "Mla", ["FlashMla.Numerics", "FlashMla.Tensors"]),
+        ("FlashMla", "Mla/Cpu", ["FlashMla.Numerics", "FlashMla.Tensors", "FlashMla.Mla"]),
+        ("FlashMla", "Mla/Cuda", ["FlashMla.Numerics", "FlashMla.Tensors", "FlashMla.Cuda", "FlashMla.Kernels", "FlashMla.Mla"]),
+        ("FlashMla.Testing", "", ["FlashMla.Numerics", "FlashMla.Tensors", "FlashMla.Mla"]),
     ];
 
-    public static TheoryData<string, string[]> Layers
+    public static TheoryData<string, string, string[]> Layers
     {
         get
         {
-            var data = new TheoryData<string, string[]>();
-            foreach (var (folder, allowed) in Rules)
+            var data = new TheoryData<string, string, string[]>();
+            foreach (var (project, folder, allowed) in Rules)
             {
-                data.Add(folder, allowed);
+                data.Add(project, folder, allowed);
             }
 
             return data;
@@ -38,14 +43,19 @@ public sealed partial class LayerTests
 
     [Theory]
     [MemberData(nameof(Layers))]
-    public void Layer_UsesOnlyTheLayersBelowIt(string folder, string[] allowed)
+    public void Layer_UsesOnlyTheLayersBelowIt(string project, string folder, string[] allowed)
     {
         var root = SourceRoot();
-        var directory = Path.Combine(root, "src", "FlashMla", folder);
-        var own = "FlashMla." + folder.Replace('/', '.');
-        var subfolders = Rules.Select(r => r.Folder).Where(f => f.StartsWith(folder + "/", StringComparison.Ordinal)).ToArray();
+        var projectDirectory = Path.Combine(root, "src", project);
+        var directory = Path.Combine(projectDirectory, folder);
+        var own = Namespace(project, folder);
+        var subfolders = Rules
+            .Where(r => r.Project == project && r.Folder != folder && (folder.Length == 0 || r.Folder.StartsWith(folder + "/", StringComparison.Ordinal)))
+            .Select(r => r.Folder)
+            .ToArray();
         var files = Directory.EnumerateFiles(directory, "*.cs", SearchOption.AllDirectories)
-            .Where(f => !subfolders.Any(s => Path.GetRelativePath(Path.Combine(root, "src", "FlashMla"), f).Replace('\\', '/').StartsWith(s + "/", StringComparison.Ordinal)))
+            .Where(f => !IsBuildOutput(Path.GetRelativePath(projectDirectory, f)))
+            .Where(f => !subfolders.Any(s => Path.GetRelativePath(projectDirectory, f).Replace('\\', '/').StartsWith(s + "/", StringComparison.Ordinal)))
             .ToArray();
         Assert.NotEmpty(files);
         var violations = new List<string>();
@@ -72,11 +82,31 @@ public sealed partial class LayerTests
             }
         }
 
-        Assert.True(violations.Count == 0, $"{folder} may use only [{string.Join(", ", allowed)}]:{Environment.NewLine}{string.Join(Environment.NewLine, violations.Distinct())}");
+        Assert.True(violations.Count == 0, $"{own} may use only [{string.Join(", ", allowed)}]:{Environment.NewLine}{string.Join(Environment.NewLine, violations.Distinct())}");
     }
 
+    [Fact]
+    public void OnlyTheToolAndTheTests_ReferenceTheTestingProject()
+    {
+        var root = SourceRoot();
+        string[] referencing =
+        [
+            .. Directory.EnumerateFiles(Path.Combine(root, "src"), "*.csproj", SearchOption.AllDirectories)
+                .Where(f => File.ReadAllText(f).Contains("FlashMla.Testing.csproj", StringComparison.Ordinal))
+                .Select(f => Path.GetFileName(f)),
+        ];
+        Assert.Equal(["FlashMla.Cli.csproj"], referencing);
+        Assert.Contains("FlashMla.Testing.csproj", File.ReadAllText(Path.Combine(root, "tests", "FlashMla.Tests", "FlashMla.Tests.csproj")), StringComparison.Ordinal);
+    }
+
+    private static string Namespace(string project, string folder) =>
+        folder.Length == 0 ? project : project + "." + folder.Replace('/', '.');
+
+    private static bool IsBuildOutput(string relativePath) =>
+        relativePath.Replace('\\', '/').Split('/')[0] is "bin" or "obj";
+
     private static bool IsLayer(string ns) =>
-        Rules.Any(r => "FlashMla." + r.Folder.Replace('/', '.') == ns);
+        Rules.Any(r => Namespace(r.Project, r.Folder) == ns);
 
     private static string SourceRoot()
     {
@@ -97,6 +127,6 @@ public sealed partial class LayerTests
 
     // `using FlashMla.X;`, `using FlashMla.X.Y;` and qualified names such as FlashMla.Mla.Cuda.Foo;
     // the longest layer prefix is taken by trying the two-level form first.
-    [GeneratedRegex(@"\b(FlashMla\.(?:Mla\.Cpu|Mla\.Cuda|Cuda|Kernels|Mla|Numerics|Tensors))\b")]
+    [GeneratedRegex(@"\b(FlashMla\.(?:Mla\.Cpu|Mla\.Cuda|Cuda|Kernels|Mla|Numerics|Tensors|Testing))\b")]
     private static partial Regex ReferencePattern();
 }
