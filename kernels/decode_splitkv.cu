@@ -34,19 +34,13 @@
 #include "cp_async.cuh"
 #include "decode_common.cuh"
 #include "mma.cuh"
+#include "mma_decode.cuh"
 #include "tile_layout.cuh"
 
 namespace fmla {
 
 constexpr int kThreads = 256;
 constexpr int kWarps = kThreads / kWarpSize;
-
-// q, the KV cache, P and the output are 16-bit (bf16 or fp16) in this path.
-constexpr int kElemBytes = static_cast<int>(sizeof(bf16));
-static_assert(sizeof(fp16) == sizeof(bf16), "the path's element types have one size");
-
-using QKTile = SwizzledTile<kMaxHeadDim * kElemBytes>;  // 1152-byte rows: Q and K tiles
-using PTile = SwizzledTile<kBlockN * kElemBytes>;       // 128-byte rows: P tile
 
 constexpr int kKTileBytes = kBlockN * kMaxHeadDim * kElemBytes;
 
@@ -78,27 +72,6 @@ FMLA_DEVICE void load_rows(u32 s_tile, const void* src, bool valid, int chunks, 
         }
     }
 }
-
-// The global address of token `token`'s K row, or null when the row must not be read.
-template <typename T>
-FMLA_DEVICE const T* k_row_source(const DecodeParams& p, const int* bt_row, int request, int kv_head, int token,
-                                  int seqlen, ErrorRecord* error) {
-    if (token >= seqlen) return nullptr;
-    int page = token / p.page_block_size;
-    int slot = token - page * p.page_block_size;
-    int block_id = bt_row[page];
-    if (block_id < 0 || block_id >= p.num_blocks) {
-        if ((thread_idx() & 3) == 0) report_bad_block(error, request);
-        return nullptr;
-    }
-    i64 offset = static_cast<i64>(block_id) * p.k_block_stride + static_cast<i64>(slot) * p.k_row_stride +
-                 static_cast<i64>(kv_head) * p.k_head_stride;
-    return reinterpret_cast<const T*>(p.k_cache) + offset;
-}
-
-struct __attribute__((aligned(8))) float2v {
-    float x, y;
-};
 
 template <typename T, int STAGES, int RG>
 struct DecodeCta {
