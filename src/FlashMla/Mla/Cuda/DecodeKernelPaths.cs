@@ -13,5 +13,6 @@ internal static class DecodeKernelPaths
     [
         WgmmaPath.Registration,
         MmaSyncPath.Registration,
+        MmaSyncPath.CompactRegistration,
     ];
 }

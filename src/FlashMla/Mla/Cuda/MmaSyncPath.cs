@@ -7,29 +7,35 @@ using FlashMla.Tensors;
 namespace FlashMla.Mla.Cuda;
 
 /// <summary>
-/// The portable kernel path: the split-KV kernels of decode_splitkv.cu (mma.sync m16n8k16,
-/// cp.async; sm_80 and newer). Its variants differ in query rows per CTA (16, 32, 64), K-ring
-/// depth and element type, and each says so in its descriptor; q, the KV cache and the output
-/// must share one 16-bit element type.
+/// The portable kernel paths (mma.sync m16n8k16, cp.async; sm_80 and newer), one class for two
+/// modules: <see cref="Registration"/>, the split-KV kernels of decode_splitkv.cu, whose variants
+/// differ in query rows per CTA (16, 32, 64), K-ring depth and element type; and
+/// <see cref="CompactRegistration"/>, those of decode_splitkv_compact.cu, which fit in the 99 KB
+/// of shared memory per block of sm_86 and sm_89 (Q in registers, K in half blocks). Each variant
+/// says what it is in its descriptor; q, the KV cache and the output must share one 16-bit
+/// element type. The compact path comes after the full one, so it takes calls only where none of
+/// decode_splitkv's kernels fits the device.
 /// </summary>
 internal sealed class MmaSyncPath : IDecodeKernelPath
 {
+    private readonly DecodePathRegistration _registration;
     private readonly KernelEntry[] _fitting = [];
     private readonly KernelDescriptor[] _all = [];
     private readonly ElementType[] _types = [];
     private readonly int _sharedMemoryLimit;
     private readonly ConcurrentDictionary<(ElementType Type, int Rows), KernelEntry> _chosen = new();
 
-    private MmaSyncPath(DecodePathEnvironment environment)
+    private MmaSyncPath(DecodePathEnvironment environment, DecodePathRegistration registration)
     {
+        _registration = registration;
         var kernels = environment.Kernels;
-        if (!kernels.TryGetModule(Registration.Module, out _, out var reason))
+        if (!kernels.TryGetModule(registration.Module, out _, out var reason))
         {
             Unavailable = reason;
             return;
         }
 
-        var entries = kernels.GetEntries(Registration.Module);
+        var entries = kernels.GetEntries(registration.Module);
         _all = [.. entries.Select(e => e.Descriptor)];
         _sharedMemoryLimit = entries.Count == 0 ? 0 : Math.Min(environment.SharedMemoryLimitBytes, entries.Min(e => e.MaxDynamicSharedMemoryBytes));
         _fitting = [.. entries.Where(e => e.Descriptor.SharedMemoryBytes <= _sharedMemoryLimit)];
@@ -49,10 +55,17 @@ internal sealed class MmaSyncPath : IDecodeKernelPath
         _types = [.. _fitting.Where(e => e.Descriptor.QueryType is not null).Select(e => e.Descriptor.QueryType!.Value).Distinct()];
     }
 
-    /// <summary>The path's registration.</summary>
-    public static DecodePathRegistration Registration { get; } = new("mma.sync", "decode_splitkv", e => new MmaSyncPath(e));
+    /// <summary>The registration of the full-size portable path (decode_splitkv.cu).</summary>
+    public static DecodePathRegistration Registration { get; } = new("mma.sync", "decode_splitkv", e => new MmaSyncPath(e, Registration!));
 
-    DecodePathRegistration IDecodeKernelPath.Registration => Registration;
+    /// <summary>
+    /// The registration of the compact portable path (decode_splitkv_compact.cu): 16 query rows per
+    /// CTA in 78,464 bytes of shared memory, for devices where no kernel of <see cref="Registration"/> fits.
+    /// </summary>
+    public static DecodePathRegistration CompactRegistration { get; } =
+        new("mma.sync.compact", "decode_splitkv_compact", e => new MmaSyncPath(e, CompactRegistration!));
+
+    DecodePathRegistration IDecodeKernelPath.Registration => _registration;
 
     /// <inheritdoc/>
     public string? Unavailable { get; }
@@ -101,13 +114,13 @@ internal sealed class MmaSyncPath : IDecodeKernelPath
     public KernelSupport Supports(in MlaDecodeProblem problem) =>
         Unavailable is { } reason
             ? KernelSupport.No(reason, "q")
-            : Support(problem, _types);
+            : DecodePathRules.DenseSingleType(problem, _registration.Name, _types);
 
     /// <inheritdoc/>
     public KernelPathInfo Describe(in MlaDecodeProblem problem, int numParts)
     {
         var variant = Variant(problem);
-        return new KernelPathInfo(Registration.Name, variant.Descriptor, Grid(problem.Shape, variant.Descriptor.RowsPerCta, numParts));
+        return new KernelPathInfo(_registration.Name, variant.Descriptor, Grid(problem.Shape, variant.Descriptor.RowsPerCta, numParts));
     }
 
     /// <inheritdoc/>
@@ -126,7 +139,7 @@ internal sealed class MmaSyncPath : IDecodeKernelPath
         }
 
         var chosen = Choose(_all, key.QueryType, key.RowsPerKvHead, _sharedMemoryLimit)
-            ?? throw new InvalidOperationException($"No {Registration.Name} kernel for {key.QueryType.ShortName()}; ask Supports first.");
+            ?? throw new InvalidOperationException($"No {_registration.Name} kernel for {key.QueryType.ShortName()}; ask Supports first.");
         return _chosen.GetOrAdd(key, _fitting.First(e => e.Descriptor == chosen));
     }
 }
