@@ -39,12 +39,16 @@ public sealed class GpuFixture : IDisposable
     /// <summary>The environment variable selecting <see cref="GpuTestMode"/>.</summary>
     public const string ModeVariable = "FLASHMLA_GPU_TESTS";
 
+    /// <summary>The opt-in shared memory per block of sm_86 and sm_89 (RTX 30/40, A10, L4, L40S): 99 KB.</summary>
+    public const int Sm86SharedMemoryLimit = 101_376;
+
     private readonly Lazy<(CudaContext? Context, string Reason)> _context = new(Open);
     private readonly Lock _lock = new();
     private CudaStream? _stream;
     private CudaMlaDecoder? _decoder;
     private CudaMlaDecoder? _mmaSyncDecoder;
     private CudaMlaDecoder? _wgmmaFirstDecoder;
+    private CudaMlaDecoder? _compactDecoder;
     private string? _decoderSkipReason;
 
     /// <summary>The mode from <c>FLASHMLA_GPU_TESTS</c>.</summary>
@@ -182,12 +186,28 @@ public sealed class GpuFixture : IDisposable
         }
     }
 
+    /// <summary>
+    /// A decoder that picks its kernels as if the device allowed only <see cref="Sm86SharedMemoryLimit"/>
+    /// bytes of shared memory per block, as sm_86 and sm_89 do (created once): every call runs on the
+    /// compact mma.sync path there. Skips like <see cref="RequireDecoder"/>.
+    /// </summary>
+    /// <returns>The decoder.</returns>
+    public CudaMlaDecoder RequireCompactDecoder()
+    {
+        var shared = RequireDecoder();
+        lock (_lock)
+        {
+            return _compactDecoder ??= new CudaMlaDecoder(shared.Context, Sm86SharedMemoryLimit);
+        }
+    }
+
     /// <summary>Releases the decoders, the stream and the context.</summary>
     public void Dispose()
     {
         _decoder?.Dispose();
         _mmaSyncDecoder?.Dispose();
         _wgmmaFirstDecoder?.Dispose();
+        _compactDecoder?.Dispose();
         _stream?.Dispose();
         if (_context.IsValueCreated)
         {

@@ -294,11 +294,20 @@ public abstract class GpuDecodeTests<T>(GpuFixture gpu)
     }
 
     [Fact]
-    public void GuardedInputs_BadBlockId_RaisesNamingTheRequest_ThenContextStillWorks()
+    public void GuardedInputs_BadBlockId_RaisesNamingTheRequest_ThenContextStillWorks() =>
+        ExpectBadBlockIdReported(Decoder(), gpu.RequireStream(), Name());
+
+    [Fact]
+    public void GuardedInputs_TooLongSeqlen_RaisesNamingTheRequest_ThenContextStillWorks() =>
+        ExpectTooLongSeqlenReported(Decoder(), gpu.RequireStream(), Name());
+
+    /// <summary>
+    /// A page in use whose block id lies past the pool raises <see cref="MlaInputException"/> naming
+    /// the request at the synchronization point; then the same plan and decoder give right results.
+    /// </summary>
+    internal static void ExpectBadBlockIdReported(CudaMlaDecoder decoder, CudaStream stream, string seedName)
     {
-        var decoder = Decoder();
         var context = decoder.Context;
-        var stream = gpu.RequireStream();
         var decodeCase = GuardCase();
         using var device = DeviceCase<T>.Upload(context, decodeCase, stream);
 
@@ -323,15 +332,16 @@ public abstract class GpuDecodeTests<T>(GpuFixture gpu)
         decoder.Synchronize(stream);
         var (output, lse) = device.Read(stream);
         CheckAgainstReference(decodeCase, ToHostTensor(output, decodeCase), ToHostLse(lse, decodeCase));
-        RunHostAndCheck(decoder, SmallSpec(TestSeeds.Next(Name())));
+        RunHostAndCheck(decoder, SmallSpec(TestSeeds.Next(seedName)));
     }
 
-    [Fact]
-    public void GuardedInputs_TooLongSeqlen_RaisesNamingTheRequest_ThenContextStillWorks()
+    /// <summary>
+    /// Lengths past the capacity and negative ones raise <see cref="MlaInputException"/> naming the
+    /// lowest such request; then valid lengths on the same plan and decoder give right results.
+    /// </summary>
+    internal static void ExpectTooLongSeqlenReported(CudaMlaDecoder decoder, CudaStream stream, string seedName)
     {
-        var decoder = Decoder();
         var context = decoder.Context;
-        var stream = gpu.RequireStream();
         var decodeCase = GuardCase();
         using var device = DeviceCase<T>.Upload(context, decodeCase, stream);
         var capacity = decodeCase.MaxBlocksPerSequence * decodeCase.Spec.PageBlockSize;
@@ -356,7 +366,7 @@ public abstract class GpuDecodeTests<T>(GpuFixture gpu)
         decoder.Synchronize(stream);
         var (output, lse) = device.Read(stream);
         CheckAgainstReference(decodeCase, ToHostTensor(output, decodeCase), ToHostLse(lse, decodeCase));
-        RunHostAndCheck(decoder, SmallSpec(TestSeeds.Next(Name())));
+        RunHostAndCheck(decoder, SmallSpec(TestSeeds.Next(seedName)));
     }
 
     [Fact]
@@ -456,7 +466,8 @@ public abstract class GpuDecodeTests<T>(GpuFixture gpu)
         Seed = TestSeeds.Next($"GuardCase/{TestTensors.DTypeName<T>()}"),
     });
 
-    private static (DecodeCase<T> Case, HostTensor<T> Output, HostTensor<float> Lse) RunHostAndCheck(CudaMlaDecoder decoder, DecodeCaseSpec spec)
+    /// <summary>Decodes a generated case through <see cref="CudaMlaDecoder.DecodeHost{TQ, TKv, TOut}(HostTensor{TQ}, HostTensor{TKv}, HostTensor{int}, HostTensor{int}, HostTensor{TOut}, HostTensor{float}, MlaDecodeOptions?)"/> and checks it against the reference.</summary>
+    internal static (DecodeCase<T> Case, HostTensor<T> Output, HostTensor<float> Lse) RunHostAndCheck(CudaMlaDecoder decoder, DecodeCaseSpec spec)
     {
         var decodeCase = DecodeCase<T>.Create(spec);
         var output = decodeCase.NewOutput();
