@@ -423,7 +423,8 @@ FMLA_EXPORT_ABI(DecodeParams);
 
 // Names: mla_decode_splitkv_<dtype>_m<rows per CTA>[_1stage]. The two-stage K ring needs
 // 230,912 bytes of shared memory at 64 rows (sm_90 allows 227 KB per block); the one-stage
-// variant (157,184 bytes) is for devices with less (sm_80: 163 KB).
+// variant (157,184 bytes) is for devices with less (sm_80: 163 KB). Devices with 99 KB (sm_86,
+// sm_89) run decode_splitkv_compact.cu instead.
 FMLA_DECODE_KERNEL(mla_decode_splitkv_bf16_m64, fmla::bf16, 2, 4)
 FMLA_DECODE_KERNEL(mla_decode_splitkv_bf16_m32, fmla::bf16, 2, 2)
 FMLA_DECODE_KERNEL(mla_decode_splitkv_bf16_m16, fmla::bf16, 2, 1)
