@@ -174,7 +174,7 @@ internal sealed class CudaBenchRunner : IDisposable
         var ms = BenchFormulas.Median(TimeEach(settings.Iterations, Decode));
         decoder.Synchronize(stream, plan);
 
-        double? graphUs = null, graphMin = null, graphMax = null;
+        double? graphUs = null, graphMin = null, graphMax = null, singleUs = null;
         int? smClock = null;
         if (settings.Graphs)
         {
@@ -184,6 +184,8 @@ internal sealed class CudaBenchRunner : IDisposable
             graphUs = BenchMethod.GraphMicroseconds(replayMs, callsPerGraph);
             graphMin = perCall.Min();
             graphMax = perCall.Max();
+            singleUs = BenchFormulas.Median(TimeGraph(1, Decode, () => { })) * 1000.0;
+            decoder.Synchronize(stream, plan);
         }
         else
         {
@@ -200,6 +202,8 @@ internal sealed class CudaBenchRunner : IDisposable
             GraphUs = graphUs,
             GraphUsMin = graphMin,
             GraphUsMax = graphMax,
+            SingleGraphUs = singleUs,
+            Launch = (decoder.MergeInKernel ? "merge-in-kernel" : "combine-kernel") + (decoder.DependentLaunch ? "+pdl" : ""),
             Rotations = rotations,
             CallsPerGraph = callsPerGraph,
             GraphReplays = settings.Graphs ? BenchMethod.TimedReplays : 0,

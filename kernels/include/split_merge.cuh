@@ -1,0 +1,237 @@
+// split_merge.cuh: the merge of split requests inside the decode kernel, shared by every path.
+//
+// A request cut into S pieces is computed by S CTAs of one grid column (same m_block, same KV
+// head): piece j (its split index) by part P0 + j. Each writes its fp32 partial and log2 LSE to
+// split slot num_splits[request] + j, exactly as for decode_combine.cu. Then:
+//   1. merge_arrive: after the piece's epilogue the CTA's threads synchronize, and one thread
+//      publishes the partial (gpu-scope fence, release add on the group's `arrived` counter).
+//   2. After all its pieces, merge_finish for each split piece: one thread waits (acquire load)
+//      until `arrived` reaches S; then the CTA merges its share of the tile, the float4 units
+//      [j·U/S, (j+1)·U/S) of the U = rows × 128 units of its rows, reading the S partials in
+//      split order; finally it adds to `departed`, and the last of the S resets both counters to
+//      0 for the next decode.
+// Every CTA arrives for all its pieces before it waits for any, and the grid never has more CTAs
+// than the device has SMs (DecodeSchedule.PartsFor), each fitting on an SM on its own, so all of
+// them are resident and every wait ends. A wait that still lasts kMergeSpinLimit polls (a device
+// shared with other work that keeps SMs, say) is abandoned and reported in the error record
+// (kErrorMerge) instead of hanging the stream.
+//
+// Within a unit, L lanes (L = S rounded up to a power of two, at most 32) take splits i ≡ lane
+// (mod L), each in increasing i, and combine their sums by a butterfly: the result depends only
+// on S, so it is bitwise deterministic. out = Σ_i 2^(lse_i − lse) · o_i, lse = log2 Σ_i 2^lse_i,
+// written in the output dtype and in natural log (+inf when no split saw a key), as the combine
+// kernel does.
+#pragma once
+#include "decode_common.cuh"
+#include "grid_dependency.cuh"
+#include "numeric.cuh"
+
+namespace fmla {
+
+// Polls of a merge wait before it is abandoned (with a 256 ns sleep after the first 64: seconds).
+constexpr int kMergeSpinLimit = 1 << 24;
+// float4 units of a 512-column row.
+constexpr int kMergeUnitsPerRow = kHeadDimV / 4;
+static_assert(kHeadDimV % 4 == 0, "the merge moves float4 units");
+
+// One split piece a CTA computed: what merge_finish needs.
+struct SplitPiece {
+    int request;
+    int split;  // its index among the request's pieces
+    int count;  // the request's number of pieces (≥ 2)
+    int first_slot;
+};
+
+FMLA_DEVICE MergeCounters* merge_counters(const DecodeParams& p, int request, int kv_head, int m_block) {
+    MergeCounters* base = reinterpret_cast<MergeCounters*>(p.merge);
+    return base + (static_cast<i64>(request) * p.h_kv + kv_head) * grid_dim_x() + m_block;
+}
+
+// The split piece of `piece`, for merge_arrive / merge_finish (count < 2: not split).
+FMLA_DEVICE SplitPiece split_piece_of(const DecodeParams& p, const DecodePiece& piece) {
+    const int* num_splits = reinterpret_cast<const int*>(p.num_splits);
+    const int first = num_splits[piece.request];
+    const int count = piece.split ? num_splits[piece.request + 1] - first : 1;
+    return SplitPiece{piece.request, piece.slot - first, count, first};
+}
+
+// Step 1, by every thread of the merging set after the piece's partial is written. `sync` is a
+// barrier over exactly the threads that wrote the partial (and will merge).
+template <typename Sync>
+FMLA_DEVICE void merge_arrive(const DecodeParams& p, const SplitPiece& s, int kv_head, int m_block, int tid, Sync&& sync) {
+    sync();
+    if (tid == 0) {
+        fence_gpu();
+        atomic_add_release_gpu(&merge_counters(p, s.request, kv_head, m_block)->arrived, 1);
+    }
+}
+
+// Step 2, by the kThreads threads of the merging set (tid in [0, kThreads)); rows_per_cta is the
+// CTA's tile height.
+template <typename T, int kThreads, typename Sync>
+FMLA_DEVICE void merge_finish(const DecodeParams& p, const SplitPiece& s, int kv_head, int m_block, int rows_per_cta, int tid,
+                              Sync&& sync) {
+    static_assert(kThreads % kWarpSize == 0, "the merge works in whole warps");
+    MergeCounters* counters = merge_counters(p, s.request, kv_head, m_block);
+    if (tid == 0) {
+        int polls = 0;
+        while (load_acquire_gpu(&counters->arrived) < s.count) {
+            if (++polls > 64) nanosleep(256);
+            if (polls > kMergeSpinLimit) {
+                atomic_or_global(&reinterpret_cast<ErrorRecord*>(p.error)->flags, kErrorMerge);
+                break;
+            }
+        }
+    }
+    sync();
+
+    const int row0 = m_block * rows_per_cta;
+    int rows = p.rows - row0;
+    if (rows > rows_per_cta) rows = rows_per_cta;
+    const int units = rows * kMergeUnitsPerRow;
+    const int begin = static_cast<int>(static_cast<i64>(units) * s.split / s.count);
+    const int end = static_cast<int>(static_cast<i64>(units) * (s.split + 1) / s.count);
+
+    int lanes = 1;  // lanes per unit
+    while (lanes < s.count && lanes < kWarpSize) lanes <<= 1;
+    const int lane = tid & (kWarpSize - 1);
+    const int sub = lane & (lanes - 1);
+    const int group = tid / lanes;
+    const int groups = kThreads / lanes;
+    const float* lse_accum = reinterpret_cast<const float*>(p.lse_accum);
+    const float* o_accum = reinterpret_cast<const float*>(p.o_accum);
+
+    // Trip counts are uniform across each warp (lanes divides 32), so the shuffles see whole warps.
+    for (int base = begin; base < end; base += groups) {
+        const int u = base + group;
+        const bool active = u < end;
+        const int row = row0 + (active ? u / kMergeUnitsPerRow : 0);
+        const int col = 4 * (active ? u % kMergeUnitsPerRow : 0);
+
+        float mx = -inf_f();
+        if (active) {
+            for (int i = sub; i < s.count; i += lanes) {
+                mx = fmax_(mx, load_l2_f32(lse_accum + split_row(s.first_slot + i, kv_head, p.h_kv, p.rows, row)));
+            }
+        }
+        for (int m = 1; m < lanes; m <<= 1) mx = fmax_(mx, shfl_xor(mx, m));
+        float sum = 0.0f;
+        if (active && mx != -inf_f()) {
+            for (int i = sub; i < s.count; i += lanes) {
+                sum += exp2_approx(load_l2_f32(lse_accum + split_row(s.first_slot + i, kv_head, p.h_kv, p.rows, row)) - mx);
+            }
+        }
+        for (int m = 1; m < lanes; m <<= 1) sum += shfl_xor(sum, m);
+        const bool empty = !(sum > 0.0f);
+        const float lse2 = empty ? 0.0f : mx + log2_approx(sum);
+
+        float4v acc = {0.0f, 0.0f, 0.0f, 0.0f};
+        if (active && !empty) {
+            for (int i = sub; i < s.count; i += lanes) {
+                const i64 srow = split_row(s.first_slot + i, kv_head, p.h_kv, p.rows, row);
+                const float w = exp2_approx(load_l2_f32(lse_accum + srow) - lse2);
+                const float4v v = load_l2_f32x4(o_accum + srow * kHeadDimV + col);
+                acc.x += w * v.x;
+                acc.y += w * v.y;
+                acc.z += w * v.z;
+                acc.w += w * v.w;
+            }
+        }
+        for (int m = 1; m < lanes; m <<= 1) {
+            acc.x += shfl_xor(acc.x, m);
+            acc.y += shfl_xor(acc.y, m);
+            acc.z += shfl_xor(acc.z, m);
+            acc.w += shfl_xor(acc.w, m);
+        }
+        if (active && sub == 0) {
+            const QueryRow q_row = query_row(row, kv_head, p.group);
+            T* out = reinterpret_cast<T*>(p.output) + output_offset(p, s.request, q_row) + col;
+            const u32 lo = ElemOps<T>::pack2(acc.x, acc.y);
+            const u32 hi = ElemOps<T>::pack2(acc.z, acc.w);
+            asm volatile("st.global.v2.b32 [%0], {%1, %2};" ::"l"(out), "r"(lo), "r"(hi) : "memory");
+            if (col == 0) {
+                reinterpret_cast<float*>(p.lse)[lse_offset(p, s.request, q_row)] = empty ? inf_f() : lse2 * kLn2;
+            }
+        }
+    }
+
+    sync();
+    if (tid == 0) {
+        if (atomic_add_release_gpu(&counters->departed, 1) == s.count - 1) {
+            store_relaxed_gpu(&counters->arrived, 0);
+            store_relaxed_gpu(&counters->departed, 0);
+        }
+    }
+}
+
+// The split pieces a CTA computed, at most two per part (its first and its last request).
+struct SplitPieces {
+    SplitPiece piece[2];
+    int n;
+
+    FMLA_DEVICE SplitPieces() : n(0) {}
+
+    FMLA_DEVICE void add(const SplitPiece& s) {
+        if (n < 2) piece[n++] = s;
+    }
+};
+
+// The prologue every decode kernel runs before the previous grid on the stream has finished (PDL),
+// then the wait: the part record (written by the schedule before the step's first decode) and the
+// first block-table row of the part go into L2.
+FMLA_DEVICE void decode_prologue(const DecodeParams& p, int part_index) {
+    const DecodePart* parts = reinterpret_cast<const DecodePart*>(p.parts);
+    if (thread_idx() == 0) {
+        const int request = parts[part_index].begin_request;
+        if (request >= 0 && request < p.batch) {
+            prefetch_l2(reinterpret_cast<const int*>(p.block_table) + static_cast<i64>(request) * p.bt_batch_stride);
+        }
+    }
+    wait_for_prior_grid();
+    allow_dependent_launch();
+}
+
+// A schedule part for CTAs whose kThreads threads all compute every piece (barrier 0): runs
+// run(piece) for each piece of part `part_index`, and, when the plan merges in the kernel, the
+// merge of each split piece.
+template <typename T, int kThreads, typename Run>
+FMLA_DEVICE void decode_part(const DecodeParams& p, int part_index, int kv_head, int m_block, int rows_per_cta, Run&& run) {
+    decode_prologue(p, part_index);
+    SplitPieces merges;
+    auto sync = [] FMLA_INLINE_LAMBDA { sync_threads(); };
+    for_each_piece(p, part_index, [&](const DecodePiece& piece) FMLA_INLINE_LAMBDA {
+        run(piece);
+        if (piece.split && p.merge != 0) {
+            const SplitPiece s = split_piece_of(p, piece);
+            merge_arrive(p, s, kv_head, m_block, thread_idx(), sync);
+            merges.add(s);
+        }
+    });
+    for (int i = 0; i < merges.n; ++i) {
+        merge_finish<T, kThreads>(p, merges.piece[i], kv_head, m_block, rows_per_cta, thread_idx(), sync);
+    }
+}
+
+// The merge of a part's split pieces after all of them are computed, for paths whose pieces are
+// written by several warp roles (decode_sm90.cu): the kThreads threads of the merging set (tid in
+// [0, kThreads), `sync` a barrier over them, reached after every partial write of the part)
+// arrive for every split piece of the part, then finish each.
+template <typename T, int kThreads, typename Sync>
+FMLA_DEVICE void merge_part(const DecodeParams& p, int part_index, int kv_head, int m_block, int rows_per_cta, int tid, Sync&& sync) {
+    if (p.merge == 0) return;
+    SplitPieces merges;
+    for_each_piece(p, part_index, [&](const DecodePiece& piece) FMLA_INLINE_LAMBDA {
+        if (piece.split) merges.add(split_piece_of(p, piece));
+    });
+    if (merges.n == 0) return;
+    sync();
+    if (tid == 0) {
+        fence_gpu();
+        for (int i = 0; i < merges.n; ++i) {
+            atomic_add_release_gpu(&merge_counters(p, merges.piece[i].request, kv_head, m_block)->arrived, 1);
+        }
+    }
+    for (int i = 0; i < merges.n; ++i) merge_finish<T, kThreads>(p, merges.piece[i], kv_head, m_block, rows_per_cta, tid, sync);
+}
+
+}  // namespace fmla
