@@ -513,7 +513,7 @@ FMLA_DEVICE void decode(const DecodeParams& p, u64 k_map) {
         prefetch_tensor_map(k_map);
     }
     sync_threads();
-    decode_prologue(p, c.part);
+    decode_prologue(p, c.part, tid, kThreads);
 
     const int wg = warpgroup_idx();
     if (wg == 0) {
@@ -536,7 +536,9 @@ FMLA_DEVICE void decode(const DecodeParams& p, u64 k_map) {
     if (wg >= 1) {
         // WG1 wrote the split LSEs, WG2–3 the partial outputs: the three merge the part's split pieces.
         auto sync = [] FMLA_INLINE_LAMBDA { named_barrier(kMergeBarrier, kMergeThreads); };
-        merge_part<T, kMergeThreads>(p, c.part, c.kv_head, c.m_block, kRows, tid - kWarpgroupThreads, sync);
+        // Scratch: the Q boxes, which no one reads once the part's pieces are done.
+        float* scratch = reinterpret_cast<float*>(smem_raw + (c.base - raw) + Smem::q);
+        merge_part<T, kMergeThreads>(p, c.part, c.kv_head, c.m_block, kRows, tid - kWarpgroupThreads, scratch, kMaxBoxes * kBoxBytes / 4, sync);
     }
 }
 

@@ -402,7 +402,9 @@ FMLA_DEVICE void decode_splitkv(const DecodeParams& p) {
     using Cta = DecodeCta<T, STAGES, RG>;
     if (!has_shared_memory(reinterpret_cast<ErrorRecord*>(p.error), Cta::Smem::bytes)) return;
     Cta cta(p);
-    decode_part<T, kThreads>(p, block_idx_z(), cta.kv_head, cta.m_block, Cta::kBlockM, [&](const DecodePiece& piece) FMLA_INLINE_LAMBDA {
+    // The merge's scratch: the Q tile, free once the part's pieces are done.
+    decode_part<T, kThreads>(p, block_idx_z(), cta.kv_head, cta.m_block, Cta::kBlockM, reinterpret_cast<float*>(decode_smem + Cta::Smem::q),
+                             Cta::kBlockM * kMaxHeadDim * kElemBytes / 4, [&](const DecodePiece& piece) FMLA_INLINE_LAMBDA {
         cta.run_piece(piece.request, piece.tile_begin, piece.tile_end, piece.seqlen, piece.split, piece.slot);
     });
 }

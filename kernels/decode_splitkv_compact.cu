@@ -393,7 +393,9 @@ template <typename T>
 FMLA_DEVICE void decode_splitkv_compact(const DecodeParams& p) {
     if (!has_shared_memory(reinterpret_cast<ErrorRecord*>(p.error), Smem::bytes)) return;
     CompactCta<T> cta(p);
-    decode_part<T, kThreads>(p, block_idx_z(), cta.kv_head, cta.m_block, kRows, [&](const DecodePiece& piece) FMLA_INLINE_LAMBDA {
+    // The merge's scratch: the whole shared memory, free once the part's pieces are done.
+    decode_part<T, kThreads>(p, block_idx_z(), cta.kv_head, cta.m_block, kRows, reinterpret_cast<float*>(decode_smem), Smem::bytes / 4,
+                             [&](const DecodePiece& piece) FMLA_INLINE_LAMBDA {
         cta.run_piece(piece.request, piece.tile_begin, piece.tile_end, piece.seqlen, piece.split, piece.slot);
     });
 }

@@ -66,40 +66,29 @@ FMLA_DEVICE void merge_arrive(const DecodeParams& p, const SplitPiece& s, int kv
     }
 }
 
-// Step 2, by the kThreads threads of the merging set (tid in [0, kThreads)); rows_per_cta is the
-// CTA's tile height.
-template <typename T, int kThreads, typename Sync>
-FMLA_DEVICE void merge_finish(const DecodeParams& p, const SplitPiece& s, int kv_head, int m_block, int rows_per_cta, int tid,
-                              Sync&& sync) {
-    static_assert(kThreads % kWarpSize == 0, "the merge works in whole warps");
-    MergeCounters* counters = merge_counters(p, s.request, kv_head, m_block);
-    if (tid == 0) {
-        int polls = 0;
-        while (load_acquire_gpu(&counters->arrived) < s.count) {
-            if (++polls > 64) nanosleep(256);
-            if (polls > kMergeSpinLimit) {
-                atomic_or_global(&reinterpret_cast<ErrorRecord*>(p.error)->flags, kErrorMerge);
-                break;
-            }
-        }
-    }
-    sync();
+// Writes 4 merged output columns of a row (in the output dtype) and, at column 0, its LSE in
+// natural log (lse2 is log2; −inf: no split saw a key, written as +inf as the combine kernel does).
+template <typename T>
+FMLA_DEVICE void write_merged(const DecodeParams& p, int request, int row, int kv_head, int col, const float4v& acc, float lse2) {
+    const QueryRow q_row = query_row(row, kv_head, p.group);
+    T* out = reinterpret_cast<T*>(p.output) + output_offset(p, request, q_row) + col;
+    const u32 lo = ElemOps<T>::pack2(acc.x, acc.y);
+    const u32 hi = ElemOps<T>::pack2(acc.z, acc.w);
+    asm volatile("st.global.v2.b32 [%0], {%1, %2};" ::"l"(out), "r"(lo), "r"(hi) : "memory");
+    if (col == 0) reinterpret_cast<float*>(p.lse)[lse_offset(p, request, q_row)] = lse2 == -inf_f() ? inf_f() : lse2 * kLn2;
+}
 
-    const int row0 = m_block * rows_per_cta;
-    int rows = p.rows - row0;
-    if (rows > rows_per_cta) rows = rows_per_cta;
-    const int units = rows * kMergeUnitsPerRow;
-    const int begin = static_cast<int>(static_cast<i64>(units) * s.split / s.count);
-    const int end = static_cast<int>(static_cast<i64>(units) * (s.split + 1) / s.count);
-
+// The merge of units [begin, end) without shared memory: every unit recomputes its row's LSE.
+template <typename T, int kThreads>
+FMLA_DEVICE void merge_units_unstaged(const DecodeParams& p, const SplitPiece& s, int kv_head, int row0, int begin, int end, int tid) {
+    const float* lse_accum = reinterpret_cast<const float*>(p.lse_accum);
+    const float* o_accum = reinterpret_cast<const float*>(p.o_accum);
+    const int lane = tid & (kWarpSize - 1);
     int lanes = 1;  // lanes per unit
     while (lanes < s.count && lanes < kWarpSize) lanes <<= 1;
-    const int lane = tid & (kWarpSize - 1);
     const int sub = lane & (lanes - 1);
     const int group = tid / lanes;
     const int groups = kThreads / lanes;
-    const float* lse_accum = reinterpret_cast<const float*>(p.lse_accum);
-    const float* o_accum = reinterpret_cast<const float*>(p.o_accum);
 
     // Trip counts are uniform across each warp (lanes divides 32), so the shuffles see whole warps.
     for (int base = begin; base < end; base += groups) {
@@ -143,16 +132,120 @@ FMLA_DEVICE void merge_finish(const DecodeParams& p, const SplitPiece& s, int kv
             acc.z += shfl_xor(acc.z, m);
             acc.w += shfl_xor(acc.w, m);
         }
-        if (active && sub == 0) {
-            const QueryRow q_row = query_row(row, kv_head, p.group);
-            T* out = reinterpret_cast<T*>(p.output) + output_offset(p, s.request, q_row) + col;
-            const u32 lo = ElemOps<T>::pack2(acc.x, acc.y);
-            const u32 hi = ElemOps<T>::pack2(acc.z, acc.w);
-            asm volatile("st.global.v2.b32 [%0], {%1, %2};" ::"l"(out), "r"(lo), "r"(hi) : "memory");
-            if (col == 0) {
-                reinterpret_cast<float*>(p.lse)[lse_offset(p, s.request, q_row)] = empty ? inf_f() : lse2 * kLn2;
+        if (active && sub == 0) write_merged<T>(p, s.request, row, kv_head, col, acc, empty ? -inf_f() : lse2);
+    }
+
+}
+
+// Step 2, by the kThreads threads of the merging set (tid in [0, kThreads)); rows_per_cta is the
+// CTA's tile height.
+template <typename T, int kThreads, typename Sync>
+FMLA_DEVICE void merge_finish(const DecodeParams& p, const SplitPiece& s, int kv_head, int m_block, int rows_per_cta, int tid,
+                              float* scratch, int scratch_floats, Sync&& sync) {
+    static_assert(kThreads % kWarpSize == 0, "the merge works in whole warps");
+    MergeCounters* counters = merge_counters(p, s.request, kv_head, m_block);
+    if (tid == 0) {
+        int polls = 0;
+        while (load_acquire_gpu(&counters->arrived) < s.count) {
+            if (++polls > 64) nanosleep(256);
+            if (polls > kMergeSpinLimit) {
+                atomic_or_global(&reinterpret_cast<ErrorRecord*>(p.error)->flags, kErrorMerge);
+                break;
             }
         }
+    }
+    sync();
+
+    const int row0 = m_block * rows_per_cta;
+    int rows = p.rows - row0;
+    if (rows > rows_per_cta) rows = rows_per_cta;
+    const int units = rows * kMergeUnitsPerRow;
+    const int begin = static_cast<int>(static_cast<i64>(units) * s.split / s.count);
+    const int end = static_cast<int>(static_cast<i64>(units) * (s.split + 1) / s.count);
+
+    const float* lse_accum = reinterpret_cast<const float*>(p.lse_accum);
+    const float* o_accum = reinterpret_cast<const float*>(p.o_accum);
+    const int lane = tid & (kWarpSize - 1);
+    const int row_lo = row0 + begin / kMergeUnitsPerRow;
+    const int nr = end > begin ? (end - 1) / kMergeUnitsPerRow - begin / kMergeUnitsPerRow + 1 : 0;
+    if (nr * (s.count + 1) <= scratch_floats) {
+        // The weights of the rows this CTA writes, once: scratch[rr·S + i] = 2^(lse_i − lse) of row
+        // row_lo + rr, scratch[nr·S + rr] = its lse (log2; −inf when no split saw a key).
+        for (int idx = tid; idx < nr * s.count; idx += kThreads) {
+            const int rr = idx / s.count;
+            const int i = idx - rr * s.count;
+            scratch[idx] = load_l2_f32(lse_accum + split_row(s.first_slot + i, kv_head, p.h_kv, p.rows, row_lo + rr));
+        }
+        sync();
+        const int warp = tid / kWarpSize;
+        for (int rr = warp; rr < nr; rr += kThreads / kWarpSize) {
+            float* w = scratch + rr * s.count;
+            float mx = -inf_f();
+            for (int i = lane; i < s.count; i += kWarpSize) mx = fmax_(mx, w[i]);
+#pragma unroll
+            for (int m = 16; m > 0; m >>= 1) mx = fmax_(mx, shfl_xor(mx, m));
+            float sum = 0.0f;
+            if (mx != -inf_f()) {
+                for (int i = lane; i < s.count; i += kWarpSize) sum += exp2_approx(w[i] - mx);
+            }
+#pragma unroll
+            for (int m = 16; m > 0; m >>= 1) sum += shfl_xor(sum, m);
+            const bool empty = !(sum > 0.0f);
+            const float lse2 = empty ? -inf_f() : mx + log2_approx(sum);
+            for (int i = lane; i < s.count; i += kWarpSize) w[i] = empty ? 0.0f : exp2_approx(w[i] - lse2);
+            if (lane == 0) scratch[nr * s.count + rr] = lse2;
+        }
+        sync();
+
+        // L lanes per unit, as many as the CTA's threads allow (at most 32, at most S rounded up).
+        const int mine = end - begin;
+        int lanes = 1;
+        while (lanes < kWarpSize && lanes < s.count && mine * lanes * 2 <= kThreads) lanes <<= 1;
+        const int sub = lane & (lanes - 1);
+        const int group = tid / lanes;
+        const int groups = kThreads / lanes;
+        for (int base = begin; base < end; base += groups) {
+            const int u = base + group;
+            const bool active = u < end;
+            const int row = row0 + (active ? u / kMergeUnitsPerRow : 0);
+            const int col = 4 * (active ? u % kMergeUnitsPerRow : 0);
+            const float* w = scratch + (row - row_lo) * s.count;
+            float4v acc = {0.0f, 0.0f, 0.0f, 0.0f};
+            if (active) {
+                const float* o = o_accum + split_row(s.first_slot, kv_head, p.h_kv, p.rows, row) * kHeadDimV + col;
+                const i64 step = static_cast<i64>(p.h_kv) * p.rows * kHeadDimV;  // one split slot
+                int i = sub;
+                // Four independent loads in flight per lane; each lane still adds its splits in order.
+                for (; i + 3 * lanes < s.count; i += 4 * lanes) {
+                    const float4v v0 = load_l2_f32x4(o + i * step);
+                    const float4v v1 = load_l2_f32x4(o + (i + lanes) * step);
+                    const float4v v2 = load_l2_f32x4(o + (i + 2 * lanes) * step);
+                    const float4v v3 = load_l2_f32x4(o + (i + 3 * lanes) * step);
+                    const float w0 = w[i], w1 = w[i + lanes], w2 = w[i + 2 * lanes], w3 = w[i + 3 * lanes];
+                    acc.x += w0 * v0.x; acc.y += w0 * v0.y; acc.z += w0 * v0.z; acc.w += w0 * v0.w;
+                    acc.x += w1 * v1.x; acc.y += w1 * v1.y; acc.z += w1 * v1.z; acc.w += w1 * v1.w;
+                    acc.x += w2 * v2.x; acc.y += w2 * v2.y; acc.z += w2 * v2.z; acc.w += w2 * v2.w;
+                    acc.x += w3 * v3.x; acc.y += w3 * v3.y; acc.z += w3 * v3.z; acc.w += w3 * v3.w;
+                }
+                for (; i < s.count; i += lanes) {
+                    const float4v v = load_l2_f32x4(o + i * step);
+                    const float wi = w[i];
+                    acc.x += wi * v.x; acc.y += wi * v.y; acc.z += wi * v.z; acc.w += wi * v.w;
+                }
+            }
+            for (int m = 1; m < lanes; m <<= 1) {
+                acc.x += shfl_xor(acc.x, m);
+                acc.y += shfl_xor(acc.y, m);
+                acc.z += shfl_xor(acc.z, m);
+                acc.w += shfl_xor(acc.w, m);
+            }
+            if (active && sub == 0) {
+                const float lse2 = scratch[nr * s.count + (row - row_lo)];
+                write_merged<T>(p, s.request, row, kv_head, col, acc, lse2);
+            }
+        }
+    } else {
+        merge_units_unstaged<T, kThreads>(p, s, kv_head, row0, begin, end, tid);
     }
 
     sync();
@@ -177,14 +270,33 @@ struct SplitPieces {
 };
 
 // The prologue every decode kernel runs before the previous grid on the stream has finished (PDL),
-// then the wait: the part record (written by the schedule before the step's first decode) and the
-// first block-table row of the part go into L2.
-FMLA_DEVICE void decode_prologue(const DecodeParams& p, int part_index) {
+// then the wait. It reads only what the step wrote before its first decode (the part record, the
+// block table, the lengths) and only to prefetch: the part's first 64-key block of K goes into L2
+// (with its address translation), so that the first tile's loads after the wait hit L2. A stale
+// read there costs a useless prefetch, never a wrong result: L2 is where every write lands.
+// Called by all `threads` threads of the CTA (tid in [0, threads)).
+FMLA_DEVICE void decode_prologue(const DecodeParams& p, int part_index, int tid, int threads) {
     const DecodePart* parts = reinterpret_cast<const DecodePart*>(p.parts);
-    if (thread_idx() == 0) {
-        const int request = parts[part_index].begin_request;
-        if (request >= 0 && request < p.batch) {
-            prefetch_l2(reinterpret_cast<const int*>(p.block_table) + static_cast<i64>(request) * p.bt_batch_stride);
+    const DecodePart part = parts[part_index];
+    const int request = part.begin_request;
+    if (request >= 0 && request < p.batch) {
+        const int* bt_row = reinterpret_cast<const int*>(p.block_table) + static_cast<i64>(request) * p.bt_batch_stride;
+        const int len = reinterpret_cast<const int*>(p.cache_seqlens)[request];
+        const int lines_per_row = (p.head_dim * 2 + 127) / 128;
+        const int kv_head = block_idx_y();
+        for (int idx = tid; idx < kBlockN * lines_per_row; idx += threads) {
+            const int row = idx / lines_per_row;
+            const int token = part.begin_block * kBlockN + row;
+            if (token >= len) break;
+            const int page = token / p.page_block_size;
+            if (page >= p.max_blocks_per_seq) break;
+            const int block_id = bt_row[page];
+            if (block_id < 0 || block_id >= p.num_blocks) continue;
+            const u8* row_ptr = reinterpret_cast<const u8*>(p.k_cache) +
+                                2 * (static_cast<i64>(block_id) * p.k_block_stride +
+                                     static_cast<i64>(token - page * p.page_block_size) * p.k_row_stride +
+                                     static_cast<i64>(kv_head) * p.k_head_stride);
+            prefetch_l2(row_ptr + 128 * (idx - row * lines_per_row));
         }
     }
     wait_for_prior_grid();
@@ -193,10 +305,12 @@ FMLA_DEVICE void decode_prologue(const DecodeParams& p, int part_index) {
 
 // A schedule part for CTAs whose kThreads threads all compute every piece (barrier 0): runs
 // run(piece) for each piece of part `part_index`, and, when the plan merges in the kernel, the
-// merge of each split piece.
+// merge of each split piece. `scratch` is shared memory the merge may use once the pieces are done
+// (scratch_floats floats).
 template <typename T, int kThreads, typename Run>
-FMLA_DEVICE void decode_part(const DecodeParams& p, int part_index, int kv_head, int m_block, int rows_per_cta, Run&& run) {
-    decode_prologue(p, part_index);
+FMLA_DEVICE void decode_part(const DecodeParams& p, int part_index, int kv_head, int m_block, int rows_per_cta, float* scratch,
+                             int scratch_floats, Run&& run) {
+    decode_prologue(p, part_index, thread_idx(), kThreads);
     SplitPieces merges;
     auto sync = [] FMLA_INLINE_LAMBDA { sync_threads(); };
     for_each_piece(p, part_index, [&](const DecodePiece& piece) FMLA_INLINE_LAMBDA {
@@ -208,16 +322,17 @@ FMLA_DEVICE void decode_part(const DecodeParams& p, int part_index, int kv_head,
         }
     });
     for (int i = 0; i < merges.n; ++i) {
-        merge_finish<T, kThreads>(p, merges.piece[i], kv_head, m_block, rows_per_cta, thread_idx(), sync);
+        merge_finish<T, kThreads>(p, merges.piece[i], kv_head, m_block, rows_per_cta, thread_idx(), scratch, scratch_floats, sync);
     }
 }
 
 // The merge of a part's split pieces after all of them are computed, for paths whose pieces are
 // written by several warp roles (decode_sm90.cu): the kThreads threads of the merging set (tid in
 // [0, kThreads), `sync` a barrier over them, reached after every partial write of the part)
-// arrive for every split piece of the part, then finish each.
+// arrive for every split piece of the part, then finish each (with `scratch` as in decode_part).
 template <typename T, int kThreads, typename Sync>
-FMLA_DEVICE void merge_part(const DecodeParams& p, int part_index, int kv_head, int m_block, int rows_per_cta, int tid, Sync&& sync) {
+FMLA_DEVICE void merge_part(const DecodeParams& p, int part_index, int kv_head, int m_block, int rows_per_cta, int tid, float* scratch,
+                            int scratch_floats, Sync&& sync) {
     if (p.merge == 0) return;
     SplitPieces merges;
     for_each_piece(p, part_index, [&](const DecodePiece& piece) FMLA_INLINE_LAMBDA {
@@ -231,7 +346,9 @@ FMLA_DEVICE void merge_part(const DecodeParams& p, int part_index, int kv_head, 
             atomic_add_release_gpu(&merge_counters(p, merges.piece[i].request, kv_head, m_block)->arrived, 1);
         }
     }
-    for (int i = 0; i < merges.n; ++i) merge_finish<T, kThreads>(p, merges.piece[i], kv_head, m_block, rows_per_cta, tid, sync);
+    for (int i = 0; i < merges.n; ++i) {
+        merge_finish<T, kThreads>(p, merges.piece[i], kv_head, m_block, rows_per_cta, tid, scratch, scratch_floats, sync);
+    }
 }
 
 }  // namespace fmla

@@ -29,8 +29,8 @@ internal sealed record BenchRecord
     public double? GraphUsMax { get; init; }
 
     /// <summary>
-    /// One decode call per graph, replayed as for <see cref="GraphUs"/> (µs per replay): a call
-    /// with nothing before it to overlap. K × this against K × <see cref="GraphUs"/> shows what
+    /// One decode call per graph (one graph per rotation, launched in turn and timed one by one;
+    /// median, µs): a call with nothing before it to overlap. K × this against K × <see cref="GraphUs"/> shows what
     /// chaining calls in one graph (programmatic dependent launch) saves.
     /// </summary>
     public double? SingleGraphUs { get; init; }
