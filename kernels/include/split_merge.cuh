@@ -16,11 +16,15 @@
 // shared with other work that keeps SMs, say) is abandoned and reported in the error record
 // (kErrorMerge) instead of hanging the stream.
 //
-// Within a unit, L lanes (L = S rounded up to a power of two, at most 32) take splits i ≡ lane
-// (mod L), each in increasing i, and combine their sums by a butterfly: the result depends only
-// on S, so it is bitwise deterministic. out = Σ_i 2^(lse_i − lse) · o_i, lse = log2 Σ_i 2^lse_i,
-// written in the output dtype and in natural log (+inf when no split saw a key), as the combine
-// kernel does.
+// The merge of a CTA's units: its rows' split LSEs are read once into shared memory (the Q tile or
+// another buffer free by then) and turned into weights 2^(lse_i − lse), lse = log2 Σ_i 2^lse_i;
+// then each thread takes kMergeUnitsPerThread units at once, L lanes per unit (L a power of two,
+// at most 32 and at most S rounded up), each lane adding its splits i ≡ lane (mod L) in
+// increasing order, two per step, and the lanes of a unit combine their sums by a butterfly. The
+// result depends only on S and the CTA's unit range, so it is bitwise deterministic. The output is
+// written in its dtype and the LSE in natural log (+inf when no split saw a key), as the combine
+// kernel does. Without enough scratch the merge recomputes each unit's row weights from global
+// memory instead (merge_units_unstaged).
 #pragma once
 #include "decode_common.cuh"
 #include "grid_dependency.cuh"
@@ -30,6 +34,8 @@ namespace fmla {
 
 // Polls of a merge wait before it is abandoned (with a 256 ns sleep after the first 64: seconds).
 constexpr int kMergeSpinLimit = 1 << 24;
+// Units a thread of the staged merge takes at once (memory-level parallelism).
+constexpr int kMergeUnitsPerThread = 4;
 // float4 units of a 512-column row.
 constexpr int kMergeUnitsPerRow = kHeadDimV / 4;
 static_assert(kHeadDimV % 4 == 0, "the merge moves float4 units");
@@ -197,51 +203,71 @@ FMLA_DEVICE void merge_finish(const DecodeParams& p, const SplitPiece& s, int kv
         }
         sync();
 
-        // L lanes per unit, as many as the CTA's threads allow (at most 32, at most S rounded up).
+        // Each thread takes kMergeUnitsPerThread units at once, L lanes per unit (L as large as the
+        // CTA's threads allow: at most 32, at most S rounded up), each lane two of its splits per
+        // step: up to 8 independent 16-byte loads in flight per thread. Each lane still adds its
+        // splits in increasing order, so the result depends only on S and the unit range.
         const int mine = end - begin;
         int lanes = 1;
-        while (lanes < kWarpSize && lanes < s.count && mine * lanes * 2 <= kThreads) lanes <<= 1;
+        while (lanes < kWarpSize && lanes < s.count && mine * lanes * 2 <= kThreads * kMergeUnitsPerThread) lanes <<= 1;
         const int sub = lane & (lanes - 1);
         const int group = tid / lanes;
         const int groups = kThreads / lanes;
-        for (int base = begin; base < end; base += groups) {
-            const int u = base + group;
-            const bool active = u < end;
-            const int row = row0 + (active ? u / kMergeUnitsPerRow : 0);
-            const int col = 4 * (active ? u % kMergeUnitsPerRow : 0);
-            const float* w = scratch + (row - row_lo) * s.count;
-            float4v acc = {0.0f, 0.0f, 0.0f, 0.0f};
-            if (active) {
-                const float* o = o_accum + split_row(s.first_slot, kv_head, p.h_kv, p.rows, row) * kHeadDimV + col;
-                const i64 step = static_cast<i64>(p.h_kv) * p.rows * kHeadDimV;  // one split slot
-                int i = sub;
-                // Four independent loads in flight per lane; each lane still adds its splits in order.
-                for (; i + 3 * lanes < s.count; i += 4 * lanes) {
-                    const float4v v0 = load_l2_f32x4(o + i * step);
-                    const float4v v1 = load_l2_f32x4(o + (i + lanes) * step);
-                    const float4v v2 = load_l2_f32x4(o + (i + 2 * lanes) * step);
-                    const float4v v3 = load_l2_f32x4(o + (i + 3 * lanes) * step);
-                    const float w0 = w[i], w1 = w[i + lanes], w2 = w[i + 2 * lanes], w3 = w[i + 3 * lanes];
-                    acc.x += w0 * v0.x; acc.y += w0 * v0.y; acc.z += w0 * v0.z; acc.w += w0 * v0.w;
-                    acc.x += w1 * v1.x; acc.y += w1 * v1.y; acc.z += w1 * v1.z; acc.w += w1 * v1.w;
-                    acc.x += w2 * v2.x; acc.y += w2 * v2.y; acc.z += w2 * v2.z; acc.w += w2 * v2.w;
-                    acc.x += w3 * v3.x; acc.y += w3 * v3.y; acc.z += w3 * v3.z; acc.w += w3 * v3.w;
+        const i64 step = static_cast<i64>(p.h_kv) * p.rows * kHeadDimV;  // one split slot, in floats
+        for (int base = begin; base < end; base += groups * kMergeUnitsPerThread) {
+            const float* o[kMergeUnitsPerThread];
+            const float* w[kMergeUnitsPerThread];
+            bool active[kMergeUnitsPerThread];
+            int row[kMergeUnitsPerThread], col[kMergeUnitsPerThread];
+            float4v acc[kMergeUnitsPerThread];
+#pragma unroll
+            for (int k = 0; k < kMergeUnitsPerThread; ++k) {
+                const int u = base + group + k * groups;
+                active[k] = u < end;
+                row[k] = row0 + (active[k] ? u / kMergeUnitsPerRow : 0);
+                col[k] = 4 * (active[k] ? u % kMergeUnitsPerRow : 0);
+                o[k] = o_accum + split_row(s.first_slot, kv_head, p.h_kv, p.rows, row[k]) * kHeadDimV + col[k];
+                w[k] = scratch + (row[k] - row_lo) * s.count;
+                acc[k] = float4v{0.0f, 0.0f, 0.0f, 0.0f};
+            }
+            int i = sub;
+            for (; i + lanes < s.count; i += 2 * lanes) {
+                float4v v0[kMergeUnitsPerThread], v1[kMergeUnitsPerThread];
+#pragma unroll
+                for (int k = 0; k < kMergeUnitsPerThread; ++k) {
+                    if (active[k]) {
+                        v0[k] = load_l2_f32x4(o[k] + i * step);
+                        v1[k] = load_l2_f32x4(o[k] + (i + lanes) * step);
+                    }
                 }
-                for (; i < s.count; i += lanes) {
-                    const float4v v = load_l2_f32x4(o + i * step);
-                    const float wi = w[i];
-                    acc.x += wi * v.x; acc.y += wi * v.y; acc.z += wi * v.z; acc.w += wi * v.w;
+#pragma unroll
+                for (int k = 0; k < kMergeUnitsPerThread; ++k) {
+                    if (active[k]) {
+                        const float w0 = w[k][i], w1 = w[k][i + lanes];
+                        acc[k].x += w0 * v0[k].x; acc[k].y += w0 * v0[k].y; acc[k].z += w0 * v0[k].z; acc[k].w += w0 * v0[k].w;
+                        acc[k].x += w1 * v1[k].x; acc[k].y += w1 * v1[k].y; acc[k].z += w1 * v1[k].z; acc[k].w += w1 * v1[k].w;
+                    }
                 }
             }
-            for (int m = 1; m < lanes; m <<= 1) {
-                acc.x += shfl_xor(acc.x, m);
-                acc.y += shfl_xor(acc.y, m);
-                acc.z += shfl_xor(acc.z, m);
-                acc.w += shfl_xor(acc.w, m);
+            if (i < s.count) {
+#pragma unroll
+                for (int k = 0; k < kMergeUnitsPerThread; ++k) {
+                    if (active[k]) {
+                        const float4v v = load_l2_f32x4(o[k] + i * step);
+                        const float wi = w[k][i];
+                        acc[k].x += wi * v.x; acc[k].y += wi * v.y; acc[k].z += wi * v.z; acc[k].w += wi * v.w;
+                    }
+                }
             }
-            if (active && sub == 0) {
-                const float lse2 = scratch[nr * s.count + (row - row_lo)];
-                write_merged<T>(p, s.request, row, kv_head, col, acc, lse2);
+#pragma unroll
+            for (int k = 0; k < kMergeUnitsPerThread; ++k) {
+                for (int m = 1; m < lanes; m <<= 1) {
+                    acc[k].x += shfl_xor(acc[k].x, m);
+                    acc[k].y += shfl_xor(acc[k].y, m);
+                    acc[k].z += shfl_xor(acc[k].z, m);
+                    acc[k].w += shfl_xor(acc[k].w, m);
+                }
+                if (active[k] && sub == 0) write_merged<T>(p, s.request, row[k], kv_head, col[k], acc[k], scratch[nr * s.count + (row[k] - row_lo)]);
             }
         }
     } else {
