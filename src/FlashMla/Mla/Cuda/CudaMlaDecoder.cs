@@ -134,13 +134,26 @@ public sealed class CudaMlaDecoder : IDisposable
     public bool CheckedMode { get; set; }
 
     /// <summary>
-    /// When true (default), a decode is one kernel launch: the CTAs that computed the pieces of a
-    /// split request merge them at the end of the same kernel (split_merge.cuh), whenever the
-    /// kernel's grid fits on the device at once (it always does with the plan's part count). When
-    /// false, a separate combine kernel merges them after the split-KV kernel, as before; the
-    /// results are equal to within rounding. Read when a decode is enqueued.
+    /// When true (default), small decodes are one kernel launch: the CTAs that computed the pieces
+    /// of a split request merge them at the end of the same kernel (split_merge.cuh). The decoder
+    /// does so for batches of at most <see cref="InKernelMergeMaxBatch"/> requests on the paths
+    /// where that was measured faster (the mma.sync family), when the kernel's grid fits on the
+    /// device at once (it always does with the plan's part count); other calls, and every call
+    /// when false, merge with the separate combine kernel after the split-KV kernel. The results
+    /// agree to within rounding, and each way is bitwise deterministic. Read when a decode is enqueued.
     /// </summary>
     public bool MergeInKernel { get; set; } = true;
+
+    /// <summary>
+    /// The largest batch whose decodes merge in the kernel (with <see cref="MergeInKernel"/>): 4.
+    /// Beyond it the combine kernel was measured faster on the H200 (docs/perf-notes.md, v6): the
+    /// CTAs of a larger batch's split requests wait for one another longer than the separate
+    /// launch costs.
+    /// </summary>
+    public const int InKernelMergeMaxBatch = 4;
+
+    /// <summary>Tests: merge in the kernel whenever the grid fits, whatever the batch and path.</summary>
+    internal bool MergeInKernelAlways { get; set; }
 
     /// <summary>
     /// When true (default) and the device is sm_90 or newer, decode kernels are launched with
@@ -527,7 +540,8 @@ public sealed class CudaMlaDecoder : IDisposable
         var grid = path.Describe(problem, plan.NumParts).Grid;
         return new DecodeLaunch
         {
-            MergeInKernel = MergeInKernel && grid.Volume <= (ulong)Context.Device.MultiprocessorCount,
+            MergeInKernel = MergeInKernel && grid.Volume <= (ulong)Context.Device.MultiprocessorCount
+                && (MergeInKernelAlways || (problem.Shape.Batch <= InKernelMergeMaxBatch && path.Registration.MergesSmallBatchesInKernel)),
             DependentLaunch = DependentLaunch && Context.Device.ComputeCapability.Major >= 9,
             Problem = problem,
             Q = q.Pointer,

@@ -70,7 +70,8 @@ internal sealed class WgmmaPath : IDecodeKernelPath
     }
 
     /// <summary>The path's registration.</summary>
-    public static DecodePathRegistration Registration { get; } = new("wgmma", "decode_sm90", e => new WgmmaPath(e));
+    /// <remarks>Its kernels merge split requests themselves only when asked (MergeInKernelAlways): on the H200 that was slower than the combine kernel at every batch it takes by default (docs/perf-notes.md, v6).</remarks>
+    public static DecodePathRegistration Registration { get; } = new("wgmma", "decode_sm90", e => new WgmmaPath(e), MergesSmallBatchesInKernel: false);
 
     DecodePathRegistration IDecodeKernelPath.Registration => Registration;
 

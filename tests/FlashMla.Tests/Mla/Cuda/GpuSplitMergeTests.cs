@@ -69,6 +69,7 @@ public sealed class GpuSplitMergeTests(GpuFixture gpu)
         using var plan = decoder.CreatePlan(spec.Batch, spec.QueryLength, spec.QueryHeads, spec.KvHeads);
         decoder.UpdatePlan(plan, device.Seqlens, decodeCase.MaxBlocksPerSequence, spec.PageBlockSize, stream);
         Assert.True(decoder.MergeInKernel);
+        decoder.MergeInKernelAlways = true;
 
         // Three decodes per replay: each one's merge must leave the counters for the next.
         using var graph = CudaGraph.Capture(stream, () =>
@@ -79,6 +80,7 @@ public sealed class GpuSplitMergeTests(GpuFixture gpu)
             }
         });
         using var exec = graph.Instantiate();
+        decoder.MergeInKernelAlways = false;
         device.Poison(stream);
         exec.Launch(stream);
         decoder.Synchronize(stream, plan);
@@ -121,8 +123,9 @@ public sealed class GpuSplitMergeTests(GpuFixture gpu)
 
         (T[] Output, float[] Lse) Once(bool inKernel)
         {
-            var saved = decoder.MergeInKernel;
+            var (saved, savedAlways) = (decoder.MergeInKernel, decoder.MergeInKernelAlways);
             decoder.MergeInKernel = inKernel;
+            decoder.MergeInKernelAlways = inKernel;
             try
             {
                 device.Poison(stream);
@@ -132,7 +135,7 @@ public sealed class GpuSplitMergeTests(GpuFixture gpu)
             }
             finally
             {
-                decoder.MergeInKernel = saved;
+                (decoder.MergeInKernel, decoder.MergeInKernelAlways) = (saved, savedAlways);
             }
         }
 
