@@ -39,6 +39,7 @@ foreach (var x in output.Span)
     sumAbs += Math.Abs((double)x);
 }
 
+Console.WriteLine($"decoded {batch} requests of lengths [{string.Join(", ", lengths)}] on the CPU");
 Console.WriteLine($"output [{batch}, {queryLength}, {queryHeads}, {headDimV}] bf16: sum |out| = {sumAbs:F6}");
 Console.WriteLine($"lse [{batch}, {queryHeads}, {queryLength}] float: sum lse = {lse.Span.ToArray().Sum(x => (double)x):F6}");
 

@@ -13,17 +13,18 @@ if (!CudaDriver.TryLoad(out var driver, out var reason) || driver.DeviceCount ==
     return 0;
 }
 
-// <cuda-setup>
-using var context = CudaContext.Create();              // device 0, primary context
-using var stream = CudaStream.Create(context, nonBlocking: true);
-// </cuda-setup>
-if (context.Device.ComputeCapability < new CudaComputeCapability(8, 0))
+var device = driver.GetDevice(0);
+if (device.ComputeCapability < new CudaComputeCapability(8, 0))
 {
-    Console.WriteLine($"{context.Device} has compute capability {context.Device.ComputeCapability}; the CUDA decoder needs 8.0 or newer.");
+    Console.WriteLine($"No CUDA device is usable: {device} has compute capability {device.ComputeCapability}; the decoder needs 8.0 or newer.");
     return 0;
 }
 
-using var decoder = new CudaMlaDecoder(context);
+// <cuda-setup>
+using var context = CudaContext.Create();                         // device 0, primary context
+using var stream = CudaStream.Create(context, nonBlocking: true);  // a stream that graphs can capture
+using var decoder = new CudaMlaDecoder(context);                   // loads the kernels (JIT, once per context)
+// </cuda-setup>
 Console.WriteLine($"device: {context.Device}");
 
 // Four requests of one query token, 128 query heads on one KV head, pages of 64 tokens, two layers.
