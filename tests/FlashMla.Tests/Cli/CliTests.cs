@@ -104,7 +104,7 @@ public class CliGpuTests
     {
         if (!CudaSession.TryOpen(out var session, out var reason))
         {
-            Assert.Skip(reason);
+            SkipReasons.SkipNoCudaDevice(reason);
         }
         session.Dispose();
     }
