@@ -286,10 +286,6 @@ internal static class BenchCommand
                 {
                     context.Diag($"error: {failures} of {cases.Count} case(s) failed");
                 }
-                if (plots is not null && records.Count > 0)
-                {
-                    plots.Draw(context, new PlotRun(run.Gpu, run.CopyGBps, [.. records.Select(PlotCase.Of)]));
-                }
 
                 if (format == OutputFormat.Json)
                 {
@@ -298,6 +294,12 @@ internal static class BenchCommand
                 else
                 {
                     TableReport(run, runner.KernelPath, records).Write(context, format);
+                }
+
+                // After the results are out, so that a plot that cannot be written loses none of them.
+                if (plots is not null && records.Count > 0)
+                {
+                    plots.Draw(context, new PlotRun(run.Gpu, run.CopyGBps, [.. records.Select(PlotCase.Of)]));
                 }
                 return failures == 0 ? ExitCodes.Success : ExitCodes.Failure;
             }
