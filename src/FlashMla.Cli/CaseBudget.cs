@@ -142,6 +142,33 @@ internal static class CaseBudget
     }
 
     /// <summary>
+    /// <c>flashmla decode</c> on a GPU: the case's tensors as the CUDA backend uploads them (q, the
+    /// whole cache, the block table, the lengths) and its outputs must fit the device's free memory.
+    /// </summary>
+    public static void CheckDecodeDevice(DecodeCaseSpec spec, IReadOnlyList<int>? lengths, ShapeNames names, DecodeCaseSpec defaults, long freeBytes)
+    {
+        ArgumentNullException.ThrowIfNull(spec);
+        ArgumentNullException.ThrowIfNull(names);
+        ArgumentNullException.ThrowIfNull(defaults);
+        var e = spec.ElementType.SizeInBytes;
+        var columns = DecodeCase.TableColumns(spec, MaxLength(spec, lengths));
+        var pages = Product(spec.Batch, columns) + spec.ExtraPoolBlocks;
+        var d = Drivers(spec, lengths, names, defaults);
+        CheckDevice(
+            [
+                Q(spec, d),
+                new("k_cache", [pages, spec.PageBlockSize, spec.KvHeads, spec.HeadDim], e, [d.Batch, d.SeqlenK, d.KvHeads, d.PageSize]),
+                new("block_table", [spec.Batch, columns], sizeof(int), [d.Batch, d.SeqlenK]),
+                new("cache_seqlens", [spec.Batch], sizeof(int), [d.Batch]),
+                Out(spec, d, e),
+                Lse(spec, d, sizeof(float)),
+            ],
+            spec.ElementType,
+            "the case's device buffers",
+            freeBytes);
+    }
+
+    /// <summary>
     /// <c>flashmla bench</c>, on the host: the lengths and one copy's block table (the table is as
     /// wide as the longest request's pages), and int32 page ids for one copy of the cache. With
     /// <paramref name="lengths"/> null the longest length is taken as s_k.
@@ -176,20 +203,27 @@ internal static class CaseBudget
         ArgumentNullException.ThrowIfNull(defaults);
         var d = Drivers(spec, lengths, names, defaults);
         var e = spec.ElementType.SizeInBytes;
-        CaseArray[] arrays =
-        [
-            new("k_cache", [PagesPerCopy(spec, lengths), spec.PageBlockSize, spec.KvHeads, spec.HeadDim], e, [d.Batch, d.SeqlenK, d.KvHeads, d.PageSize]),
-            Q(spec, d),
-            Out(spec, d, e),
-            Lse(spec, d, sizeof(float)),
-        ];
+        CheckDevice(
+            [
+                new("k_cache", [PagesPerCopy(spec, lengths), spec.PageBlockSize, spec.KvHeads, spec.HeadDim], e, [d.Batch, d.SeqlenK, d.KvHeads, d.PageSize]),
+                Q(spec, d),
+                Out(spec, d, e),
+                Lse(spec, d, sizeof(float)),
+            ],
+            spec.ElementType,
+            "one copy of the case's device buffers",
+            freeBytes);
+    }
+
+    private static void CheckDevice(IReadOnlyList<CaseArray> arrays, ElementType type, string what, long freeBytes)
+    {
         var total = Sum(arrays.Select(a => a.Bytes));
         if (total > freeBytes)
         {
             var largest = arrays.MaxBy(a => a.Bytes)!;
             throw new CliUsageException(
-                $"{largest.Culprit()} is too large: one copy of the case's device buffers needs {TableOut.Bytes(total)} " +
-                $"({largest.Describe(spec.ElementType.ShortName())}: {TableOut.Bytes(largest.Bytes)}), more than the {TableOut.Bytes(freeBytes)} free on the device");
+                $"{largest.Culprit()} is too large: {what} need {TableOut.Bytes(total)} " +
+                $"({largest.Describe(type.ShortName())}: {TableOut.Bytes(largest.Bytes)}), more than the {TableOut.Bytes(freeBytes)} free on the device");
         }
     }
 

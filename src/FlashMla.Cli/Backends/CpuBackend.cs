@@ -19,6 +19,8 @@ internal sealed class CpuBackend : IDecodeBackend
 
     public KernelPathInfo? DescribeKernel(DecodeCaseSpec spec, int maxBlocksPerSequence) => null;
 
+    public long? FreeDeviceBytes => null;
+
     public string TimingNote => "wall clock of each decode call";
 
     /// <summary>The CPU decoder keeps P in float32 for the PV product.</summary>

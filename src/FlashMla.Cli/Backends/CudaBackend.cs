@@ -24,6 +24,8 @@ internal sealed class CudaBackend : IDecodeBackend
 
     public KernelPathInfo? DescribeKernel(DecodeCaseSpec spec, int maxBlocksPerSequence) => _session.DescribeKernel(spec, maxBlocksPerSequence);
 
+    public long? FreeDeviceBytes => _session.Context.GetMemoryInfo().FreeBytes;
+
     public string TimingNote => "CUDA events around each call's split kernel + combine";
 
     public static bool TryCreate([NotNullWhen(true)] out CudaBackend? backend, out string reason)

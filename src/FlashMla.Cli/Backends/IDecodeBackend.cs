@@ -20,6 +20,9 @@ internal interface IDecodeBackend : IDisposable
     /// <summary>The kernel a case runs on this backend, as the library reports it; null on the CPU.</summary>
     KernelPathInfo? DescribeKernel(DecodeCaseSpec spec, int maxBlocksPerSequence);
 
+    /// <summary>The free memory of the backend's device, in bytes; null on the CPU (the host budget applies there).</summary>
+    long? FreeDeviceBytes { get; }
+
     /// <summary>How each call of <see cref="DecodeOutputs.ColdMs"/> and <see cref="DecodeOutputs.WarmMs"/> is timed.</summary>
     string TimingNote { get; }
 

@@ -45,8 +45,12 @@ internal static class DecodeCommand
 
     private static int Run(CliContext context, DecodeCaseSpec spec, string backendChoice, DecodeTiming timing, OutputFormat format)
     {
-        CheckSize(spec);
+        var lengths = CheckSize(spec);
         using var backend = BackendSelector.Select(backendChoice, context);
+        if (backend.FreeDeviceBytes is { } free)
+        {
+            CaseBudget.CheckDecodeDevice(spec, lengths, ShapeNames.Options, Defaults, free);
+        }
         context.Diag($"generating inputs: {spec.Describe()} seed={spec.Seed}");
         var inputs = Generate(spec);
         context.Diag($"decoding on {backend.Name} ({backend.Device})");
@@ -148,14 +152,17 @@ internal static class DecodeCommand
     /// with s_k as the longest length, then, for variable lengths, with the drawn lengths (the
     /// draws of <see cref="DecodeCase.Create"/>, from the same seed).
     /// </summary>
-    internal static void CheckSize(DecodeCaseSpec spec)
+    /// <returns>The drawn lengths of a varlen case (null for fixed lengths, which s_k gives).</returns>
+    internal static int[]? CheckSize(DecodeCaseSpec spec)
     {
         CaseBudget.CheckDecode(spec, null, ShapeNames.Options, Defaults, CaseBudget.HostBudgetBytes);
-        if (spec.Varlen)
+        if (!spec.Varlen)
         {
-            var lengths = RandomInputs.Lengths(spec, new Gaussian(spec.Seed));
-            CaseBudget.CheckDecode(spec, lengths, ShapeNames.Options, Defaults, CaseBudget.HostBudgetBytes);
+            return null;
         }
+        var lengths = RandomInputs.Lengths(spec, new Gaussian(spec.Seed));
+        CaseBudget.CheckDecode(spec, lengths, ShapeNames.Options, Defaults, CaseBudget.HostBudgetBytes);
+        return lengths;
     }
 
     /// <summary>The case's inputs (<see cref="CheckSize"/> has passed); a case the generator still refuses is a usage error.</summary>

@@ -148,13 +148,25 @@ public sealed class CaseBudgetTests
     }
 
     [Fact]
+    public void Decode_on_a_gpu_must_fit_the_devices_free_memory()
+    {
+        var spec = DecodeCommand.Defaults with { SeqlenK = 1 << 20 };
+        // 4 requests of 2^20 tokens: a 4.5 GiB cache, within the host budget of a large machine but not 4 GiB of device memory.
+        var error = Assert.Throws<CliUsageException>(() =>
+            CaseBudget.CheckDecodeDevice(spec, null, ShapeNames.Options, DecodeCommand.Defaults, 4L << 30));
+        Assert.StartsWith("--seqlen 1048576 is too large: the case's device buffers need", error.Message, StringComparison.Ordinal);
+        Assert.Contains("k_cache [65536, 64, 1, 576] bf16", error.Message, StringComparison.Ordinal);
+        CaseBudget.CheckDecodeDevice(spec, null, ShapeNames.Options, DecodeCommand.Defaults, 8L << 30);
+    }
+
+    [Fact]
     public void Bench_cases_must_fit_the_devices_free_memory()
     {
         var spec = BenchSuites.Defaults with { QueryHeads = 1 << 20 };
         var lengths = Enumerable.Repeat(spec.SeqlenK, spec.Batch).ToArray();
         var error = Assert.Throws<CliUsageException>(() =>
             CaseBudget.CheckBenchDevice(spec, lengths, ShapeNames.Options, BenchSuites.Defaults, 80L << 30));
-        Assert.StartsWith("--heads 1048576 is too large: one copy of the case's device buffers needs", error.Message, StringComparison.Ordinal);
+        Assert.StartsWith("--heads 1048576 is too large: one copy of the case's device buffers need", error.Message, StringComparison.Ordinal);
         Assert.Contains("80.00 GiB free on the device", error.Message, StringComparison.Ordinal);
 
         // The default case fits.
