@@ -48,11 +48,13 @@ echo "== bundle: runtime $runtime_version (hostfxr $fxr_version) from $dotnet_ro
 rm -rf "$bundle"
 mkdir -p "$bundle" "$cache"
 
+# PlotNativeRuntimes=none: no SkiaSharp native libraries (22 MB, for PNG plots only); plots are drawn
+# from the recorded JSON elsewhere (flashmla bench --results), and SVG needs no native library.
 publish() {
   local project=$1 out=$2
   echo "== dotnet publish $project -> ${out#"$root"/}"
   dotnet publish "$project" -c Release -o "$out" --self-contained false \
-    -p:ContinuousIntegrationBuild=true -p:SatelliteResourceLanguages=en -nologo -v:quiet
+    -p:ContinuousIntegrationBuild=true -p:SatelliteResourceLanguages=en -p:PlotNativeRuntimes=none -nologo -v:quiet
 }
 publish src/FlashMla.Cli/FlashMla.Cli.csproj "$bundle/cli"
 publish tests/FlashMla.Tests/FlashMla.Tests.csproj "$bundle/tests"

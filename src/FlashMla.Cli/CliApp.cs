@@ -87,7 +87,12 @@ internal static class CliApp
             context.Error.WriteLine($"error: {e.Message}");
             return ExitCodes.Failure;
         }
-        catch (Exception e) when (e is not OutOfMemoryException)
+        catch (OutOfMemoryException e)
+        {
+            context.Error.WriteLine($"error: out of memory: {e.Message}");
+            return ExitCodes.Failure;
+        }
+        catch (Exception e)
         {
             context.Error.WriteLine($"error: {e.GetType().Name}: {e.Message}");
             if (Environment.GetEnvironmentVariable("FLASHMLA_DEBUG") is { Length: > 0 })

@@ -13,16 +13,15 @@ internal static class CliOptions
     {
         var option = new Option<string>("--format")
         {
-            Description = "Output format: a table, or JSON on standard output",
+            Description = "Output format on standard output: a table, JSON, a Markdown table, or CSV (tables only; notes go to standard error)",
             DefaultValueFactory = _ => "table",
-            HelpName = "table|json",
+            HelpName = string.Join('|', OutputFormats.Names),
         };
-        option.AcceptOnlyFromAmong("table", "json");
+        option.AcceptOnlyFromAmong(OutputFormats.Names);
         return option;
     }
 
-    public static OutputFormat GetFormat(ParseResult parseResult, Option<string> option) =>
-        parseResult.GetValue(option) == "json" ? OutputFormat.Json : OutputFormat.Table;
+    public static OutputFormat GetFormat(ParseResult parseResult, Option<string> option) => OutputFormats.Parse(parseResult.GetValue(option));
 
     /// <summary>The option's value, or false when its token does not convert (the parser reports that itself).</summary>
     public static bool TryGetValue<T>(SymbolResult result, Option<T> option, out T? value)
@@ -53,16 +52,21 @@ internal static class CliOptions
         return option;
     }
 
-    public static Option<int> Int(string name, string description, int defaultValue, int min, string? alias = null)
+    /// <summary>The most timed or warm-up iterations an option accepts (each iteration holds a pair of events).</summary>
+    public const int MaxIterations = 100_000;
+
+    public static Option<int> Int(string name, string description, int defaultValue, int min, string? alias = null, int max = int.MaxValue)
     {
         var option = alias is null ? new Option<int>(name) : new Option<int>(name, alias);
         option.Description = description;
         option.DefaultValueFactory = _ => defaultValue;
         option.Validators.Add(result =>
         {
-            if (TryGetValue(result, option, out var value) && value < min)
+            if (TryGetValue(result, option, out var value) && (value < min || value > max))
             {
-                result.AddError($"{name} must be >= {min} (got {value})");
+                result.AddError(max == int.MaxValue
+                    ? $"{name} must be >= {min} (got {value})"
+                    : $"{name} must be in [{min}, {max}] (got {value})");
             }
         });
         return option;

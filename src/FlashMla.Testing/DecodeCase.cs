@@ -54,6 +54,23 @@ public abstract class DecodeCase
     /// <summary>The description for failure messages: the spec (with its seed) and the lengths.</summary>
     public string Description => $"{Spec} seqlens=[{string.Join(",", Seqlens)}]";
 
+    /// <summary>
+    /// The block table's width for a longest length: <c>max(1, ceil(round_up(max_len, padding) / page))</c>
+    /// plus <see cref="DecodeCaseSpec.ExtraTableColumns"/>, in 64-bit arithmetic (so that any int
+    /// length gives its true width).
+    /// </summary>
+    /// <param name="spec">The case (page size, padding, extra columns).</param>
+    /// <param name="maxLength">The longest KV length.</param>
+    /// <returns>The number of block-table columns.</returns>
+    public static long TableColumns(DecodeCaseSpec spec, long maxLength)
+    {
+        ArgumentNullException.ThrowIfNull(spec);
+        long padding = Math.Max(1, spec.SeqlenPadding);
+        long page = Math.Max(1, spec.PageBlockSize);
+        var padded = (Math.Max(0, maxLength) + padding - 1) / padding * padding;
+        return Math.Max(1, (padded + page - 1) / page) + spec.ExtraTableColumns;
+    }
+
     /// <summary>Generates a case of the spec's element type.</summary>
     /// <param name="spec">The parameters.</param>
     /// <returns>A <see cref="DecodeCase{T}"/> of <see cref="BFloat16"/> or <see cref="Half"/>.</returns>
@@ -126,18 +143,24 @@ public sealed class DecodeCase<T> : DecodeCase
         var d = spec.HeadDim;
 
         var maxLen = seqlens.Length == 0 ? 0 : seqlens.Max();
-        var padding = Math.Max(1, spec.SeqlenPadding);
-        var padded = (maxLen + padding - 1) / padding * padding;
-        var maxBlocks = Math.Max(1, (padded + page - 1) / page) + spec.ExtraTableColumns;
-        var tableEntries = (long)b * maxBlocks;
+        var columns = DecodeCase.TableColumns(spec, maxLen);
+        var tableEntries = (long)b * columns;
         var numBlocks = tableEntries + spec.ExtraPoolBlocks;
-        var kElements = numBlocks * page * spec.KvHeads * d;
         var qElements = (long)b * spec.QueryLength * spec.QueryHeads * d;
-        if (kElements > Array.MaxLength || qElements > Array.MaxLength || numBlocks > int.MaxValue)
+        if (qElements > Array.MaxLength)
         {
             throw new NotSupportedException(
-                $"this case needs a {(double)kElements * spec.ElementType.SizeInBytes / (1L << 30):F1} GiB KV cache, more than one host array can hold");
+                $"this case's q holds {qElements} elements ({(double)qElements * spec.ElementType.SizeInBytes / (1L << 30):F1} GiB), more than one host array can hold ({Array.MaxLength})");
         }
+
+        if (columns > int.MaxValue || numBlocks > int.MaxValue || numBlocks * page * spec.KvHeads > Array.MaxLength / d)
+        {
+            throw new NotSupportedException(
+                $"this case's KV cache has {numBlocks} pages of {page} tokens ({(double)numBlocks * page * spec.KvHeads * d * spec.ElementType.SizeInBytes / (1L << 30):F1} GiB), " +
+                $"more than one host array can hold ({Array.MaxLength} elements, {int.MaxValue} pages)");
+        }
+
+        var maxBlocks = (int)columns;
 
         // The block table: a random permutation of the pool, unused entries marked.
         var pool = Enumerable.Range(0, (int)numBlocks).ToArray();

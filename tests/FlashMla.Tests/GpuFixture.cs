@@ -63,13 +63,13 @@ public sealed class GpuFixture : IDisposable
     {
         if (Mode == GpuTestMode.Off)
         {
-            Assert.Skip($"GPU tests disabled by {ModeVariable}={Environment.GetEnvironmentVariable(ModeVariable)}.");
+            SkipReasons.Skip($"GPU tests disabled by {ModeVariable}", $"GPU tests disabled by {ModeVariable}={Environment.GetEnvironmentVariable(ModeVariable)}.");
         }
 
         var (context, reason) = _context.Value;
         if (context is null)
         {
-            Assert.Skip(reason);
+            SkipReasons.SkipNoCudaDevice(reason);
         }
 
         return context;

@@ -19,7 +19,9 @@ internal sealed class CpuBackend : IDecodeBackend
 
     public KernelPathInfo? DescribeKernel(DecodeCaseSpec spec, int maxBlocksPerSequence) => null;
 
-    public string TimingNote => "wall clock of the decode call";
+    public long? FreeDeviceBytes => null;
+
+    public string TimingNote => "wall clock of each decode call";
 
     /// <summary>The CPU decoder keeps P in float32 for the PV product.</summary>
     public Tolerance OutputTolerance(ElementType type) => Tolerance.ForOutput(type, roundsProbabilities: false);
@@ -28,22 +30,37 @@ internal sealed class CpuBackend : IDecodeBackend
     {
     }
 
-    public DecodeOutputs Decode<T>(DecodeCase<T> inputs)
+    public DecodeOutputs Decode<T>(DecodeCase<T> inputs, DecodeTiming timing)
         where T : unmanaged
     {
         ArgumentNullException.ThrowIfNull(inputs);
+        ArgumentNullException.ThrowIfNull(timing);
         var output = inputs.NewOutput();
         var lse = inputs.NewLse();
+        double Time()
+        {
+            var start = Stopwatch.GetTimestamp();
+            _decoder.Decode(inputs.Q, inputs.KCache, inputs.BlockTable, inputs.CacheSeqlens, output, lse, inputs.Options);
+            return Stopwatch.GetElapsedTime(start).TotalMilliseconds;
+        }
 
-        var stopwatch = Stopwatch.StartNew();
-        _decoder.Decode(inputs.Q, inputs.KCache, inputs.BlockTable, inputs.CacheSeqlens, output, lse, inputs.Options);
-        stopwatch.Stop();
+        var cold = Time();
+        for (var i = 0; i < timing.Warmup; i++)
+        {
+            Time();
+        }
+        var warm = new double[timing.Repeat];
+        for (var i = 0; i < warm.Length; i++)
+        {
+            warm[i] = Time();
+        }
 
         return new DecodeOutputs
         {
             Output = TestTensors.ToDoubleArray(output),
             Lse = TestTensors.ToDoubleArray(lse),
-            ElapsedMs = stopwatch.Elapsed.TotalMilliseconds,
+            ColdMs = cold,
+            WarmMs = warm,
         };
     }
 }

@@ -24,7 +24,9 @@ internal sealed class CudaBackend : IDecodeBackend
 
     public KernelPathInfo? DescribeKernel(DecodeCaseSpec spec, int maxBlocksPerSequence) => _session.DescribeKernel(spec, maxBlocksPerSequence);
 
-    public string TimingNote => "CUDA events around split kernel + combine, after one untimed decode";
+    public long? FreeDeviceBytes => _session.Context.GetMemoryInfo().FreeBytes;
+
+    public string TimingNote => "CUDA events around each call's split kernel + combine";
 
     public static bool TryCreate([NotNullWhen(true)] out CudaBackend? backend, out string reason)
     {
@@ -42,10 +44,11 @@ internal sealed class CudaBackend : IDecodeBackend
 
     public void Dispose() => _session.Dispose();
 
-    public DecodeOutputs Decode<T>(DecodeCase<T> inputs)
+    public DecodeOutputs Decode<T>(DecodeCase<T> inputs, DecodeTiming timing)
         where T : unmanaged
     {
         ArgumentNullException.ThrowIfNull(inputs);
+        ArgumentNullException.ThrowIfNull(timing);
         var context = _session.Context;
         var stream = _session.Stream;
         var decoder = _session.Decoder;
@@ -71,16 +74,49 @@ internal sealed class CudaBackend : IDecodeBackend
         var outputTensor = output.AsTensor(inputs.OutputShape);
         var lseTensor = lse.AsTensor(inputs.LseShape);
         var options = inputs.Options;
+        double coldMs;
+        double[] warmMs;
         void Decode() => decoder.Decode(qTensor, kTensor, blockTableTensor, seqlensTensor, plan, outputTensor, lseTensor, stream, options);
 
-        // The first launch of a kernel pays one-off costs; time the second (it writes the same values).
-        Decode();
-        using var start = CudaEvent.Create(context);
-        using var end = CudaEvent.Create(context);
-        start.Record(stream);
-        Decode();
-        end.Record(stream);
-        decoder.Synchronize(stream, plan);
+        // The first call (cold: the first launch of each kernel pays one-off costs), the warm-up,
+        // then each timed call between its own two events; every call writes the same values.
+        var events = new List<CudaEvent>();
+        try
+        {
+            (CudaEvent Start, CudaEvent End) Timed()
+            {
+                var start = CudaEvent.Create(context);
+                events.Add(start);
+                var end = CudaEvent.Create(context);
+                events.Add(end);
+                start.Record(stream);
+                Decode();
+                end.Record(stream);
+                return (start, end);
+            }
+
+            var cold = Timed();
+            decoder.Synchronize(stream, plan);
+            for (var i = 0; i < timing.Warmup; i++)
+            {
+                Decode();
+            }
+            var warm = new (CudaEvent Start, CudaEvent End)[timing.Repeat];
+            for (var i = 0; i < warm.Length; i++)
+            {
+                warm[i] = Timed();
+            }
+            decoder.Synchronize(stream, plan);
+            coldMs = CudaEvent.ElapsedMilliseconds(cold.Start, cold.End);
+            warmMs = [.. warm.Select(w => (double)CudaEvent.ElapsedMilliseconds(w.Start, w.End))];
+        }
+        finally
+        {
+            foreach (var e in events)
+            {
+                e.Dispose();
+            }
+        }
 
         var outHost = new T[output.Length];
         output.CopyTo(outHost);
@@ -90,7 +126,8 @@ internal sealed class CudaBackend : IDecodeBackend
         {
             Output = TestTensors.ToDoubleArray(new HostTensor<T>(outHost, TensorLayout.Contiguous(inputs.OutputShape))),
             Lse = [.. lseHost.Select(v => (double)v)],
-            ElapsedMs = CudaEvent.ElapsedMilliseconds(start, end),
+            ColdMs = coldMs,
+            WarmMs = warmMs,
         };
     }
 }

@@ -20,21 +20,24 @@ internal interface IDecodeBackend : IDisposable
     /// <summary>The kernel a case runs on this backend, as the library reports it; null on the CPU.</summary>
     KernelPathInfo? DescribeKernel(DecodeCaseSpec spec, int maxBlocksPerSequence);
 
-    /// <summary>How <see cref="DecodeOutputs.ElapsedMs"/> is measured.</summary>
+    /// <summary>The free memory of the backend's device, in bytes; null on the CPU (the host budget applies there).</summary>
+    long? FreeDeviceBytes { get; }
+
+    /// <summary>How each call of <see cref="DecodeOutputs.ColdMs"/> and <see cref="DecodeOutputs.WarmMs"/> is timed.</summary>
     string TimingNote { get; }
 
     /// <summary>The output bound this decoder is held to for an element type (<see cref="Tolerance.ForOutput"/>).</summary>
     Tolerance OutputTolerance(ElementType type);
 
-    /// <summary>Runs one decode step; the outputs are widened to double.</summary>
-    DecodeOutputs Decode<T>(DecodeCase<T> inputs)
+    /// <summary>Runs a decode step as <paramref name="timing"/> says; the outputs are widened to double.</summary>
+    DecodeOutputs Decode<T>(DecodeCase<T> inputs, DecodeTiming timing)
         where T : unmanaged;
 
     /// <summary><see cref="Decode{T}"/> on a case of either element type.</summary>
-    DecodeOutputs Decode(DecodeCase inputs) => inputs switch
+    DecodeOutputs Decode(DecodeCase inputs, DecodeTiming timing) => inputs switch
     {
-        DecodeCase<BFloat16> c => Decode(c),
-        DecodeCase<Half> c => Decode(c),
+        DecodeCase<BFloat16> c => Decode(c, timing),
+        DecodeCase<Half> c => Decode(c, timing),
         null => throw new ArgumentNullException(nameof(inputs)),
         _ => throw new ArgumentException($"unsupported case {inputs.GetType().Name}", nameof(inputs)),
     };

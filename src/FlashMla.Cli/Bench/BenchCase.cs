@@ -20,6 +20,9 @@ internal sealed record BenchCase
     /// <summary>cache_seqlens: one length per request (b of them).</summary>
     public required IReadOnlyList<int> SeqLens { get; init; }
 
+    /// <summary>The names of the case's sizes in errors: the shape options, or the case's fields in its file.</summary>
+    public ShapeNames Names { get; init; } = ShapeNames.Options;
+
     /// <summary>The mean of <see cref="SeqLens"/> (mean_s_k of the formulas).</summary>
     public double MeanSeqLen => SeqLens.Count == 0 ? 0 : SeqLens.Average(s => (double)s);
 }

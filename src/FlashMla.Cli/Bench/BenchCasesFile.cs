@@ -136,24 +136,28 @@ internal static class BenchCasesFile
             seqlens[i++] = value;
         }
 
+        var spec = new DecodeCaseSpec
+        {
+            Batch = batch,
+            QueryLength = seqQ,
+            QueryHeads = headsQ,
+            KvHeads = headsKv,
+            SeqlenK = seqLenK,
+            Varlen = varlen,
+            Causal = causal,
+            PageBlockSize = pageSize,
+            ElementType = dtype,
+            Seed = seed,
+        };
+        var names = ShapeNames.CaseFields(where.Case);
+        CaseBudget.CheckBenchHost(spec, seqlens, names, BenchSuites.Defaults, CaseBudget.HostBudgetBytes);
         return new BenchCase
         {
             Name = name,
             Suite = suite,
-            Spec = new DecodeCaseSpec
-            {
-                Batch = batch,
-                QueryLength = seqQ,
-                QueryHeads = headsQ,
-                KvHeads = headsKv,
-                SeqlenK = seqLenK,
-                Varlen = varlen,
-                Causal = causal,
-                PageBlockSize = pageSize,
-                ElementType = dtype,
-                Seed = seed,
-            },
+            Spec = spec,
             SeqLens = seqlens,
+            Names = names,
         };
     }
 
@@ -202,7 +206,7 @@ internal static class BenchCasesFile
     /// <summary>Where in the file an error is: the file, the index of the case and, once read, its name.</summary>
     private readonly record struct Where(string Source, int Index, string? Name = null)
     {
-        private string Case => Name is null
+        public string Case => Name is null
             ? $"--cases {Source}: case [{Index.ToString(CultureInfo.InvariantCulture)}]"
             : $"--cases {Source}: case [{Index.ToString(CultureInfo.InvariantCulture)}] \"{Name}\"";
 

@@ -14,6 +14,9 @@ internal static class BenchSuites
 {
     public static readonly string[] Names = ["single", "throughput", "latency"];
 
+    /// <summary>The defaults of the bench's shape options (the single case).</summary>
+    public static DecodeCaseSpec Defaults { get; } = new() { Batch = 128, SeqlenK = 4096, QueryHeads = 128, QueryLength = 1 };
+
     /// <summary>
     /// throughput: b 128, s_q ∈ {1,2}, h_q ∈ {16,32,64,128}, s_k ∈ {4096,8192,16384}, fixed and variable lengths.
     /// latency: b ∈ {1,4,16,32}, s_q 1, h_q ∈ {16,128}, s_k ∈ {1024,4096,32768}, then the MTP case
@@ -96,11 +99,18 @@ internal static class BenchSuites
         (spec.PageBlockSize != 64 ? $" page{spec.PageBlockSize}" : "") +
         (spec.ElementType != ElementType.BFloat16 ? $" {spec.ElementType.ShortName()}" : "");
 
-    private static BenchCase Make(string name, string suite, DecodeCaseSpec spec) => new()
+    /// <summary>A case of the shape options' sizes, checked before its lengths are drawn and again with them.</summary>
+    private static BenchCase Make(string name, string suite, DecodeCaseSpec spec)
     {
-        Name = name,
-        Suite = suite,
-        Spec = spec,
-        SeqLens = RandomInputs.Lengths(spec, new Gaussian(spec.Seed)),
-    };
+        CaseBudget.CheckBenchHost(spec, null, ShapeNames.Options, Defaults, CaseBudget.HostBudgetBytes);
+        var lengths = RandomInputs.Lengths(spec, new Gaussian(spec.Seed));
+        CaseBudget.CheckBenchHost(spec, lengths, ShapeNames.Options, Defaults, CaseBudget.HostBudgetBytes);
+        return new BenchCase
+        {
+            Name = name,
+            Suite = suite,
+            Spec = spec,
+            SeqLens = lengths,
+        };
+    }
 }

@@ -38,6 +38,9 @@ internal sealed class CudaBenchRunner : IDisposable
 
     public CudaDevice Device => _session.Context.Device;
 
+    /// <summary>The device's free memory now, in bytes.</summary>
+    public long FreeMemoryBytes => _session.Context.GetMemoryInfo().FreeBytes;
+
     public static bool TryCreate([NotNullWhen(true)] out CudaBenchRunner? runner, out string reason)
     {
         if (CudaSession.TryOpen(out var session, out reason))
@@ -108,7 +111,7 @@ internal sealed class CudaBenchRunner : IDisposable
             throw new InvalidOperationException($"case {benchCase.Name}: {seqlens.Length} lengths for b = {spec.Batch}");
         }
         var meanSeqLen = benchCase.MeanSeqLen;
-        var pages = seqlens.Select(s => (s + spec.PageBlockSize - 1) / spec.PageBlockSize).ToArray();
+        var pages = seqlens.Select(s => (int)CaseBudget.PagesOf(s, spec.PageBlockSize)).ToArray();
         var maxBlocks = Math.Max(1, pages.Max());
         var blocksPerCopy = Math.Max(1L, pages.Sum(p => (long)p));
         var kElementsPerCopy = blocksPerCopy * spec.PageBlockSize * spec.KvHeads * spec.HeadDim;

@@ -15,7 +15,7 @@ internal static class BenchCommand
 {
     public static Command Create(CliContext context)
     {
-        var shape = new ShapeOptions(new DecodeCaseSpec { Batch = 128, SeqlenK = 4096, QueryHeads = 128, QueryLength = 1 });
+        var shape = new ShapeOptions(BenchSuites.Defaults);
         var suite = new Option<string[]>("--suite")
         {
             Description = "Built-in cases, one or more suites: single: one case from the shape options; throughput: b 128, s_q {1,2}, " +
@@ -33,10 +33,26 @@ internal static class BenchCommand
             HelpName = "FILE",
             AllowMultipleArgumentsPerToken = true,
         };
-        var iters = CliOptions.Int("--iters", "Timed iterations per case of the per-call time (ms) and the plan (the median is reported)", 100, 1);
-        var warmup = CliOptions.Int("--warmup", "Warm-up iterations per case of the per-call time and the plan", 10, 0);
+        var iters = CliOptions.Int("--iters", "Timed iterations per case of the per-call time (ms) and the plan (the median is reported)", 100, 1, max: CliOptions.MaxIterations);
+        var warmup = CliOptions.Int("--warmup", "Warm-up iterations per case of the per-call time and the plan", 10, 0, max: CliOptions.MaxIterations);
         var noGraph = new Option<bool>("--no-graph") { Description = "Skip graph_us (the CUDA-graph figure of the shared method)" };
         var output = new Option<FileInfo?>("--output", "-o") { Description = "Also write the JSON records to this file (rewritten after every case)" };
+        var plot = new Option<FileInfo?>("--plot")
+        {
+            Description = "Draw a roofline of the run (FLOP/byte against TFLOP/s under the run's copy bandwidth and the stated bf16 dense peak) " +
+                "to FILE.svg or FILE.png; with --anchor, also the speed-up per case beside it, in FILE.side-by-side.svg|png",
+            HelpName = "FILE.svg|FILE.png",
+        };
+        var anchor = new Option<FileInfo?>("--anchor")
+        {
+            Description = "The FlashMLA anchor's results (JSON lines, as bench/results/h200-flashmla.json) to pair with this run's cases by name for --plot",
+            HelpName = "FILE",
+        };
+        var results = new Option<FileInfo?>("--results")
+        {
+            Description = "Plot recorded results (a flashmla bench JSON file, as bench/results/h200.json) instead of running; needs --plot, runs without a GPU",
+            HelpName = "FILE",
+        };
         var format = CliOptions.Format();
         var command = new Command("bench",
             "Time CUDA decode (split kernel + combine): graph_us by the method of the FlashMLA figures (one CUDA graph of K calls " +
@@ -48,6 +64,9 @@ internal static class BenchCommand
         command.Options.Add(warmup);
         command.Options.Add(noGraph);
         command.Options.Add(output);
+        command.Options.Add(plot);
+        command.Options.Add(anchor);
+        command.Options.Add(results);
         command.Options.Add(format);
         command.Validators.Add(result =>
         {
@@ -56,8 +75,21 @@ internal static class BenchCommand
                 result.AddError("--cases and --suite cannot be combined: give the cases files, or the built-in suites");
             }
         });
+        command.Validators.Add(result =>
+        {
+            if (result.GetResult(plot) is null && (result.GetResult(anchor) is not null || result.GetResult(results) is not null))
+            {
+                result.AddError("--anchor and --results are for plots: give --plot FILE.svg|FILE.png too");
+            }
+        });
         command.SetAction(parseResult => CliApp.Guard(context, () =>
         {
+            var plots = PlotRequest.Read(parseResult.GetValue(plot), parseResult.GetValue(anchor));
+            if (parseResult.GetValue(results) is { } recorded)
+            {
+                plots!.Draw(context, BenchPlots.ReadResults(recorded.FullName, "--results"));
+                return ExitCodes.Success;
+            }
             var template = shape.Read(parseResult);
             var files = parseResult.GetValue(cases) ?? [];
             var benchCases = files.Length > 0
@@ -68,6 +100,7 @@ internal static class BenchCommand
                 benchCases,
                 new BenchSettings(parseResult.GetValue(iters), parseResult.GetValue(warmup), !parseResult.GetValue(noGraph)),
                 parseResult.GetValue(output),
+                plots,
                 CliOptions.GetFormat(parseResult, format));
         }));
         return command;
@@ -102,7 +135,37 @@ internal static class BenchCommand
         return [.. suites.SelectMany(s => BenchSuites.Cases(s, template))];
     }
 
-    private static int Run(CliContext context, IReadOnlyList<BenchCase> cases, BenchSettings settings, FileInfo? output, OutputFormat format)
+    /// <summary>What --plot and --anchor ask for, checked before anything runs: the file, and the anchor's results already read.</summary>
+    internal sealed record PlotRequest(string Path, PlotRun? Anchor)
+    {
+        public static PlotRequest? Read(FileInfo? plot, FileInfo? anchor)
+        {
+            if (plot is null)
+            {
+                return null;
+            }
+            BenchPlots.CheckPath(plot.FullName);
+            return new PlotRequest(plot.FullName, anchor is null ? null : BenchPlots.ReadResults(anchor.FullName, "--anchor"));
+        }
+
+        /// <summary>Writes the roofline and, with an anchor, the side-by-side chart; says where on standard error.</summary>
+        public void Draw(CliContext context, PlotRun run)
+        {
+            ArgumentNullException.ThrowIfNull(context);
+            ArgumentNullException.ThrowIfNull(run);
+            BenchPlots.Save(BenchPlots.Roofline(run), Path);
+            context.Diag($"wrote the roofline of {run.Cases.Count} case(s) to {Path}");
+            if (Anchor is { } anchor)
+            {
+                var sidePath = BenchPlots.SideBySidePath(Path);
+                var pairs = BenchPlots.SpeedUps(run, anchor).Count;
+                BenchPlots.Save(BenchPlots.SideBySide(run, anchor), sidePath, BenchPlots.Width, BenchPlots.SideBySideHeight(pairs));
+                context.Diag($"wrote the speed-up of {pairs} case(s) paired with the anchor to {sidePath}");
+            }
+        }
+    }
+
+    private static int Run(CliContext context, IReadOnlyList<BenchCase> cases, BenchSettings settings, FileInfo? output, PlotRequest? plots, OutputFormat format)
     {
         if (settings.Iterations < 50)
         {
@@ -119,6 +182,13 @@ internal static class BenchCommand
 
         using (runner)
         {
+            // Every case must fit the device before anything is timed.
+            var free = runner.FreeMemoryBytes;
+            foreach (var benchCase in cases)
+            {
+                CaseBudget.CheckBenchDevice(benchCase.Spec, benchCase.SeqLens, benchCase.Names, BenchSuites.Defaults, free);
+            }
+
             var commit = CommitInfo.Get();
             var device = runner.Device;
             NvmlDevice? nvml = null;
@@ -223,19 +293,27 @@ internal static class BenchCommand
                 }
                 else
                 {
-                    WriteTable(context, runner, run, records);
+                    TableReport(run, runner.KernelPath, records).Write(context, format);
+                }
+
+                // After the results are out, so that a plot that cannot be written loses none of them.
+                if (plots is not null && records.Count > 0)
+                {
+                    plots.Draw(context, new PlotRun(run.Gpu, run.CopyGBps, [.. records.Select(PlotCase.Of)]));
                 }
                 return failures == 0 ? ExitCodes.Success : ExitCodes.Failure;
             }
         }
     }
 
-    private static void WriteTable(CliContext context, CudaBenchRunner runner, BenchRunInfo run, List<BenchRecord> records)
+    /// <summary>The run as a note and a table of its cases (the table, Markdown and CSV formats).</summary>
+    internal static Report TableReport(BenchRunInfo run, string kernelPath, IReadOnlyList<BenchRecord> records)
     {
-        context.Out.WriteLine(
+        var report = new Report();
+        report.Note(
             $"GPU: {run.Gpu}; driver {run.DriverVersion ?? "?"} (CUDA {run.CudaDriverVersion}); SM clock {Mhz(run.SmClockMhzStart)} -> {Mhz(run.SmClockMhzEnd)}; " +
-            $"kernel path: {runner.KernelPath}; D2D copy: {TableOut.F(run.CopyGBps, 1)} GB/s; commit {run.Commit}");
-        var table = TableOut.Create("case", "graph us", "ms", "plan ms", "TFLOPS", "GB/s", "% copy", "R", "K", "SM clock");
+            $"kernel path: {kernelPath}; D2D copy: {TableOut.F(run.CopyGBps, 1)} GB/s; commit {run.Commit}");
+        var table = report.Table(null, "case", "graph us", "ms", "plan ms", "TFLOPS", "GB/s", "% copy", "R", "K", "SM clock");
         foreach (var r in records)
         {
             table.Row(
@@ -250,7 +328,7 @@ internal static class BenchCommand
                 Str(r.CallsPerGraph),
                 Mhz(r.SmClockMhz));
         }
-        context.OutConsole.Write(table);
+        return report;
     }
 
     private static string Mhz(int? mhz) => mhz is { } m ? Str(m) + " MHz" : "?";

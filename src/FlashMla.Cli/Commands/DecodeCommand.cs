@@ -17,26 +17,44 @@ internal static class DecodeCommand
     {
         var shape = new ShapeOptions(Defaults);
         var backend = CliOptions.Backend("auto", "auto", "cpu", "cuda");
+        var repeat = CliOptions.Int("--repeat", "Timed calls after the warm-up; the warm time is their median", DefaultRepeat, 1, max: CliOptions.MaxIterations);
+        var warmup = CliOptions.Int("--warmup", "Untimed calls between the first (cold) call and the timed ones", DefaultWarmup, 0, max: CliOptions.MaxIterations);
         var format = CliOptions.Format();
-        var command = new Command("decode", "Run one decode step on seeded random inputs and print shapes, backend, time and checksums");
+        var command = new Command(
+            "decode",
+            "Run a decode step on seeded random inputs and print shapes, backend, kernel, the warm time (median of --repeat calls after --warmup), the cold time and checksums");
         shape.AddTo(command);
         command.Options.Add(backend);
+        command.Options.Add(repeat);
+        command.Options.Add(warmup);
         command.Options.Add(format);
         command.SetAction(parseResult => CliApp.Guard(context, () => Run(
             context,
             shape.Read(parseResult),
             parseResult.GetValue(backend) ?? "auto",
+            new DecodeTiming(parseResult.GetValue(warmup), parseResult.GetValue(repeat)),
             CliOptions.GetFormat(parseResult, format))));
         return command;
     }
 
-    private static int Run(CliContext context, DecodeCaseSpec spec, string backendChoice, OutputFormat format)
+    /// <summary>The default of --repeat: timed calls.</summary>
+    public const int DefaultRepeat = 5;
+
+    /// <summary>The default of --warmup: untimed calls after the cold one.</summary>
+    public const int DefaultWarmup = 1;
+
+    private static int Run(CliContext context, DecodeCaseSpec spec, string backendChoice, DecodeTiming timing, OutputFormat format)
     {
+        var lengths = CheckSize(spec);
         using var backend = BackendSelector.Select(backendChoice, context);
+        if (backend.FreeDeviceBytes is { } free)
+        {
+            CaseBudget.CheckDecodeDevice(spec, lengths, ShapeNames.Options, Defaults, free);
+        }
         context.Diag($"generating inputs: {spec.Describe()} seed={spec.Seed}");
         var inputs = Generate(spec);
         context.Diag($"decoding on {backend.Name} ({backend.Device})");
-        var result = backend.Decode(inputs);
+        var result = backend.Decode(inputs, timing);
         var kernel = backend.DescribeKernel(spec, inputs.MaxBlocksPerSequence);
         var kernelPath = kernel?.ToString() ?? backend.KernelPath;
 
@@ -86,8 +104,13 @@ internal static class DecodeCommand
                 w.Number("mean_seqlen", meanSeqLen);
                 w.WriteNumber("min_seqlen", inputs.Seqlens.Min());
                 w.WriteNumber("max_seqlen", inputs.Seqlens.Max());
-                w.Number("ms", result.ElapsedMs);
-                w.WriteString("timing", backend.TimingNote);
+                w.Number("ms", result.WarmMedianMs);
+                w.Number("warm_ms_min", result.WarmMs.Min());
+                w.Number("warm_ms_max", result.WarmMs.Max());
+                w.Number("cold_ms", result.ColdMs);
+                w.WriteNumber("repeat", timing.Repeat);
+                w.WriteNumber("warmup", timing.Warmup);
+                w.WriteString("timing", $"ms: median of {timing.Repeat} calls after a cold call and {timing.Warmup} warm-up call(s); cold_ms: the first call; {backend.TimingNote}");
                 w.Number("out_abs_sum", absSum);
                 w.Number("lse_finite_sum", lseSum);
                 w.WriteNumber("out_non_finite", nonFinite);
@@ -96,7 +119,8 @@ internal static class DecodeCommand
         }
         else
         {
-            var table = TableOut.Create("item", "value");
+            var report = new Report();
+            var table = report.Table(null, "item", "value");
             table.Row("backend", $"{backend.Name} ({backend.Device})");
             table.Row("kernel path", kernelPath);
             table.Row("dtype", spec.ElementType.ShortName());
@@ -108,11 +132,12 @@ internal static class DecodeCommand
             table.Row("causal", spec.Causal ? "yes" : "no");
             table.Row("out", TableOut.Shape(inputs.OutputShape));
             table.Row("lse", TableOut.Shape(inputs.LseShape));
-            table.Row("time", $"{TableOut.F(result.ElapsedMs, 3)} ms ({backend.TimingNote})");
+            table.Row("time (warm)", $"{TableOut.F(result.WarmMedianMs, 3)} ms: median of {timing.Repeat} calls after {timing.Warmup} warm-up (min {TableOut.F(result.WarmMs.Min(), 3)}, max {TableOut.F(result.WarmMs.Max(), 3)}; {backend.TimingNote})");
+            table.Row("time (cold)", $"{TableOut.F(result.ColdMs, 3)} ms: the first call");
             table.Row("Σ|out|", absSum.ToString("R", CultureInfo.InvariantCulture));
             table.Row("Σ lse (finite)", lseSum.ToString("R", CultureInfo.InvariantCulture));
             table.Row("non-finite out", nonFinite.ToString(CultureInfo.InvariantCulture));
-            context.OutConsole.Write(table);
+            report.Write(context, format);
         }
         if (nonFinite != 0)
         {
@@ -122,7 +147,25 @@ internal static class DecodeCommand
         return ExitCodes.Success;
     }
 
-    /// <summary>The case's inputs; a case too large for host arrays is a plain failure.</summary>
+    /// <summary>
+    /// Refuses a case too large for this process before anything of its size is allocated: first
+    /// with s_k as the longest length, then, for variable lengths, with the drawn lengths (the
+    /// draws of <see cref="DecodeCase.Create"/>, from the same seed).
+    /// </summary>
+    /// <returns>The drawn lengths of a varlen case (null for fixed lengths, which s_k gives).</returns>
+    internal static int[]? CheckSize(DecodeCaseSpec spec)
+    {
+        CaseBudget.CheckDecode(spec, null, ShapeNames.Options, Defaults, CaseBudget.HostBudgetBytes);
+        if (!spec.Varlen)
+        {
+            return null;
+        }
+        var lengths = RandomInputs.Lengths(spec, new Gaussian(spec.Seed));
+        CaseBudget.CheckDecode(spec, lengths, ShapeNames.Options, Defaults, CaseBudget.HostBudgetBytes);
+        return lengths;
+    }
+
+    /// <summary>The case's inputs (<see cref="CheckSize"/> has passed); a case the generator still refuses is a usage error.</summary>
     internal static DecodeCase Generate(DecodeCaseSpec spec)
     {
         try
@@ -131,7 +174,7 @@ internal static class DecodeCommand
         }
         catch (NotSupportedException e)
         {
-            throw new CliFailureException($"{e.Message}; use smaller --batch/--seqlen/--kv-heads");
+            throw new CliUsageException($"{e.Message}; use smaller --batch/--seqlen/--heads/--kv-heads");
         }
     }
 }

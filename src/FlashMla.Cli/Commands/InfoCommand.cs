@@ -135,29 +135,31 @@ internal static class InfoCommand
             return ExitCodes.Success;
         }
 
+        var output = new Report();
         if (probe.Devices.Count == 0)
         {
-            context.Out.WriteLine($"no CUDA device: {probe.Reason ?? "the driver reports no devices"}");
+            output.Note($"no CUDA device: {probe.Reason ?? "the driver reports no devices"}");
             if (probe.DriverLoaded)
             {
-                context.Out.WriteLine($"driver version: {probe.DriverVersionText}");
+                output.Note($"driver version: {probe.DriverVersionText}");
             }
             if (probe.LoadTrace.Count > 0)
             {
-                context.Out.WriteLine("driver library load trace:");
+                output.Note("driver library load trace:");
                 foreach (var line in probe.LoadTrace)
                 {
-                    context.Out.WriteLine("  " + line);
+                    output.Note("  " + line);
                 }
             }
-            context.Out.WriteLine("The CPU backend is available: flashmla decode --backend cpu");
+            output.Note("The CPU backend is available: flashmla decode --backend cpu");
+            output.Write(context, format);
             return ExitCodes.Success;
         }
 
-        context.Out.WriteLine(
+        output.Note(
             $"CUDA driver {probe.DriverVersionText} ({probe.DriverVersion.ToString(CultureInfo.InvariantCulture)}) from {probe.LibraryName}, " +
             $"{probe.Devices.Count} device(s)");
-        var table = TableOut.Create("#", "name", "compute capability", "SMs", "memory", "L2", "kernels");
+        var table = output.Table(null, "#", "name", "compute capability", "SMs", "memory", "L2", "kernels");
         foreach (var d in probe.Devices)
         {
             table.Row(
@@ -169,16 +171,15 @@ internal static class InfoCommand
                 TableOut.Bytes(d.L2CacheBytes),
                 d.KernelTarget ?? "unsupported (needs compute capability >= 8.0)");
         }
-        context.OutConsole.Write(table);
         foreach (var d in probe.Devices)
         {
             if (d.Problem is { } problem)
             {
-                context.Out.WriteLine($"device {d.Ordinal}: {problem}");
+                output.Note($"device {d.Ordinal}: {problem}");
             }
         }
 
-        var pathTable = TableOut.Create("#", "kernel path", "module", "target", "status");
+        var pathTable = output.Table(null, "#", "kernel path", "module", "target", "status");
         foreach (var d in probe.Devices)
         {
             foreach (var p in PathsOf(d))
@@ -192,12 +193,11 @@ internal static class InfoCommand
             }
         }
 
-        context.OutConsole.Write(pathTable);
-
         if (report is { } collected)
         {
             var (kernels, logs, _) = collected;
-            var kernelTable = TableOut.Create(
+            var kernelTable = output.Table(
+                null,
                 "module", "kernel", "threads", "rows/CTA", "stages", "shared memory", "registers", "local (spill) bytes", "max threads/block");
             foreach (var k in kernels)
             {
@@ -214,14 +214,13 @@ internal static class InfoCommand
                     KernelReport.Format(k.MaxThreadsPerBlock));
             }
 
-            context.OutConsole.Write(kernelTable);
             foreach (var (module, log) in logs)
             {
-                context.Out.WriteLine($"JIT log [{module}]:");
-                context.Out.WriteLine(log);
+                output.Block($"JIT log [{module}]", log);
             }
         }
 
+        output.Write(context, format);
         return ExitCodes.Success;
     }
 }

@@ -100,7 +100,8 @@ internal static class VerifyCommand
         }
         else
         {
-            var table = TableOut.Create("#", "case", "out max abs", "out max rel", "out cos diff", "lse max abs", "lse cos diff", "ms", "result");
+            var report = new Report();
+            var table = report.Table(null, "#", "case", "out max abs", "out max rel", "out cos diff", "lse max abs", "lse cos diff", "ms", "result");
             foreach (var r in results)
             {
                 var cells = new[]
@@ -121,11 +122,11 @@ internal static class VerifyCommand
                 }
                 else
                 {
-                    table.RowStyled(new Style(Color.Red), cells);
+                    table.FlaggedRow(cells);
                 }
             }
-            context.OutConsole.Write(table);
-            context.Out.WriteLine($"verify {backend.Name}: {passed} passed, {failed} failed ({Tolerances(backend)})");
+            report.Note($"verify {backend.Name}: {passed} passed, {failed} failed ({Tolerances(backend)})");
+            report.Write(context, format);
         }
         return failed == 0 ? ExitCodes.Success : ExitCodes.Failure;
     }
@@ -136,7 +137,7 @@ internal static class VerifyCommand
         {
             var inputs = DecodeCase.Create(spec);
             var stopwatch = Stopwatch.StartNew();
-            var actual = backend.Decode(inputs);
+            var actual = backend.Decode(inputs, DecodeTiming.ColdOnly);
             stopwatch.Stop();
             var reference = NaiveMlaReference.Compute(inputs);
             var outCompare = new Named("out", Compare.Check(actual.Output, reference.Output, backend.OutputTolerance(spec.ElementType), inputs.OutputShape));

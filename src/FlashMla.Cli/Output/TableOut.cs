@@ -1,42 +1,10 @@
 using System.Globalization;
-using Spectre.Console;
-using Spectre.Console.Rendering;
 
 namespace FlashMla.Cli.Output;
 
-/// <summary>Small helpers for Spectre tables: plain (non-markup) cells and number formatting.</summary>
+/// <summary>Number, size and shape formatting of the text outputs.</summary>
 internal static class TableOut
 {
-    public static Table Create(params string[] columns)
-    {
-        var table = new Table().Border(TableBorder.Rounded);
-        foreach (var column in columns)
-        {
-            table.AddColumn(new TableColumn(new Text(column)));
-        }
-        return table;
-    }
-
-    public static void Row(this Table table, params string[] cells)
-    {
-        var renderables = new IRenderable[cells.Length];
-        for (var i = 0; i < cells.Length; i++)
-        {
-            renderables[i] = new Text(cells[i]);
-        }
-        table.AddRow(renderables);
-    }
-
-    public static void RowStyled(this Table table, Style style, params string[] cells)
-    {
-        var renderables = new IRenderable[cells.Length];
-        for (var i = 0; i < cells.Length; i++)
-        {
-            renderables[i] = new Text(cells[i], style);
-        }
-        table.AddRow(renderables);
-    }
-
     public static string F(double value, int decimals = 3) =>
         double.IsFinite(value) ? value.ToString("F" + decimals.ToString(CultureInfo.InvariantCulture), CultureInfo.InvariantCulture)
             : value.ToString(CultureInfo.InvariantCulture);

@@ -104,7 +104,7 @@ public class CliGpuTests
     {
         if (!CudaSession.TryOpen(out var session, out var reason))
         {
-            Assert.Skip(reason);
+            SkipReasons.SkipNoCudaDevice(reason);
         }
         session.Dispose();
     }
@@ -130,9 +130,32 @@ public class CliGpuTests
         Assert.True(cpu.ExitCode == 0, cpu.Err);
         using var a = JsonDocument.Parse(cuda.Out);
         using var b = JsonDocument.Parse(cpu.Out);
+        // The warm time is the median of the timed calls, and the cold call is timed apart.
+        Assert.Equal(FlashMla.Cli.Commands.DecodeCommand.DefaultRepeat, a.RootElement.GetProperty("repeat").GetInt32());
+        Assert.InRange(a.RootElement.GetProperty("ms").GetDouble(), a.RootElement.GetProperty("warm_ms_min").GetDouble(), a.RootElement.GetProperty("warm_ms_max").GetDouble());
+        Assert.True(a.RootElement.GetProperty("cold_ms").GetDouble() > 0);
         var sumA = a.RootElement.GetProperty("out_abs_sum").GetDouble();
         var sumB = b.RootElement.GetProperty("out_abs_sum").GetDouble();
         Assert.InRange(Math.Abs(sumA - sumB) / sumB, 0, 1e-3);
+    }
+
+    [Fact]
+    public void Bench_plot_of_a_live_run_is_a_well_formed_svg()
+    {
+        RequireCuda();
+        var file = Path.Combine(Path.GetTempPath(), $"flashmla-bench-plot-{Environment.ProcessId}.svg");
+        try
+        {
+            var (code, _, error) = Run("bench", "--batch", "2", "--seqlen", "256", "--heads", "16", "--iters", "5", "--warmup", "1", "--plot", file);
+            Assert.True(code == 0, error);
+            var svg = System.Xml.Linq.XDocument.Load(file);
+            Assert.Equal("svg", svg.Root!.Name.LocalName);
+            Assert.Contains("Roofline", svg.ToString(), StringComparison.Ordinal);
+        }
+        finally
+        {
+            File.Delete(file);
+        }
     }
 
     [Fact]

@@ -574,7 +574,7 @@ public sealed class BenchGpuTests
     {
         if (!CudaSession.TryOpen(out var session, out var reason))
         {
-            Assert.Skip(reason);
+            SkipReasons.SkipNoCudaDevice(reason);
         }
         session.Dispose();
         var dir = Directory.CreateTempSubdirectory("flashmla-bench-");

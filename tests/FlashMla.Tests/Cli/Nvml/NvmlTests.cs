@@ -148,7 +148,7 @@ public sealed class NvmlGpuTests
     {
         if (!CudaSession.TryOpen(out var session, out var reason))
         {
-            Assert.Skip(reason);
+            SkipReasons.SkipNoCudaDevice(reason);
         }
         using (session)
         {
