@@ -10,7 +10,7 @@ namespace FlashMla.Mla.Cpu;
 /// </summary>
 /// <remarks>
 /// A step: change the allocator (append, fork, free), <see cref="Fill"/>, run
-/// <see cref="CopyPages{T}"/> on every layer's cache, write the new tokens through
+/// <see cref="CopyPages{T}(HostTensor{T})"/> on every layer's cache, write the new tokens through
 /// <see cref="SlotMapping"/>, update the plan with <see cref="CacheSeqlens"/> and decode every
 /// layer with <see cref="BlockTable"/> and <see cref="CacheSeqlens"/>.
 /// </remarks>
@@ -95,13 +95,53 @@ public sealed class HostKvStepTables
             throw new InvalidOperationException("The tables were never filled; call Fill first.");
         }
 
+        PageCopyLayout.RequireCache(kCache.Layout, _numPages, _pageBlockSize, nameof(kCache));
+        Copy(_pageCopies, kCache);
+    }
+
+    /// <summary>
+    /// Runs page copies (from <see cref="PagedKvCacheAllocator.FillStep"/>, or a
+    /// <c>DeviceKvStepTables</c>' <c>PageCopies</c> for a host mirror of a device cache) on one
+    /// layer's cache, in order.
+    /// </summary>
+    /// <typeparam name="T">The cache's element type.</typeparam>
+    /// <param name="copies">The copies, in order.</param>
+    /// <param name="pageBlockSize">The allocator's tokens per page.</param>
+    /// <param name="kCache">[num_blocks, page_block_size, h_kv, d] holding every page the copies name; pages must not overlap.</param>
+    /// <exception cref="ArgumentNullException">An argument is null.</exception>
+    /// <exception cref="ArgumentException">The cache does not hold the pages the copies name, or a copy is longer than a page; nothing was copied.</exception>
+    public static void CopyPages<T>(IReadOnlyList<PageCopy> copies, int pageBlockSize, HostTensor<T> kCache)
+        where T : unmanaged
+    {
+        ArgumentNullException.ThrowIfNull(copies);
+        ArgumentNullException.ThrowIfNull(kCache);
+        ArgumentOutOfRangeException.ThrowIfLessThan(pageBlockSize, 1);
+        var pages = 1;
+        for (var i = 0; i < copies.Count; i++)
+        {
+            var copy = copies[i];
+            if (copy.Tokens < 0 || copy.Tokens > pageBlockSize || copy.SourcePage < 0 || copy.DestinationPage < 0)
+            {
+                throw new ArgumentException($"The copy {copy} does not fit pages of {pageBlockSize} tokens.", nameof(copies));
+            }
+
+            pages = Math.Max(pages, Math.Max(copy.SourcePage, copy.DestinationPage) + 1);
+        }
+
+        PageCopyLayout.RequireCache(kCache.Layout, pages, pageBlockSize, nameof(kCache));
+        Copy(copies, kCache);
+    }
+
+    private static void Copy<T>(IReadOnlyList<PageCopy> copies, HostTensor<T> kCache)
+        where T : unmanaged
+    {
         var layout = kCache.Layout;
-        PageCopyLayout.RequireCache(layout, _numPages, _pageBlockSize, nameof(kCache));
         var span = kCache.Span;
         var (s1, s2, s3) = (layout.Strides[1], layout.Strides[2], layout.Strides[3]);
         var (heads, dim) = (layout.Shape[2], layout.Shape[3]);
-        foreach (var copy in _pageCopies)
+        for (var i = 0; i < copies.Count; i++)
         {
+            var copy = copies[i];
             var source = PageCopyLayout.Offset(layout, copy.SourcePage);
             var destination = PageCopyLayout.Offset(layout, copy.DestinationPage);
             for (long t = 0; t < copy.Tokens; t++)
