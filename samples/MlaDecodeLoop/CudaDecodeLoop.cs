@@ -43,18 +43,26 @@ internal sealed class CudaDecodeLoop : IDecodeLoopBackend
         _rng = new Gaussian(options.Seed);
         _maxBlocks = maxBlocks;
         _layers = options.Layers;
-        _context = Own(CudaContext.Create());
-        _stream = Own(CudaStream.Create(_context, nonBlocking: true));
-        _decoder = Own(new CudaMlaDecoder(_context));
-        _writer = Own(new CudaKvCacheWriter(_context));
-        _plan = Own(_decoder.CreatePlan(DecodeLoop.Rows, 1, AttentionShape.QueryHeads, AttentionShape.KvHeads));
-        _prefill = Own(new DeviceKvStepTables(_context, DecodeLoop.Rows, maxBlocks, DecodeLoop.Prompts.Max()));
-        _tables = Own(new DeviceKvStepTables(_context, DecodeLoop.Rows, maxBlocks, tokensPerRequest: 1));
         _cpuPlan = _cpuDecoder.CreatePlan(DecodeLoop.Rows, 1, AttentionShape.QueryHeads, AttentionShape.KvHeads);
         _model = new Layer[options.Layers];
-        for (var layer = 0; layer < options.Layers; layer++)
+        try
         {
-            _model[layer] = new Layer(this, numPages);
+            _context = Own(CudaContext.Create());
+            _stream = Own(CudaStream.Create(_context, nonBlocking: true));
+            _decoder = Own(new CudaMlaDecoder(_context));
+            _writer = Own(new CudaKvCacheWriter(_context));
+            _plan = Own(_decoder.CreatePlan(DecodeLoop.Rows, 1, AttentionShape.QueryHeads, AttentionShape.KvHeads));
+            _prefill = Own(new DeviceKvStepTables(_context, DecodeLoop.Rows, maxBlocks, DecodeLoop.Prompts.Max()));
+            _tables = Own(new DeviceKvStepTables(_context, DecodeLoop.Rows, maxBlocks, tokensPerRequest: 1));
+            for (var layer = 0; layer < options.Layers; layer++)
+            {
+                _model[layer] = new Layer(this, numPages);
+            }
+        }
+        catch
+        {
+            Dispose();
+            throw;
         }
     }
 

@@ -18,7 +18,7 @@ public readonly record struct KvRequestId
     /// <summary>The request's slot in its allocator (slots of freed requests are reused).</summary>
     public int Index { get; }
 
-    /// <summary>How many requests held the slot before this one.</summary>
+    /// <summary>1 + how many requests held the slot before this one (0 only in <c>default(KvRequestId)</c>, which is never live).</summary>
     public int Generation { get; }
 
     /// <summary>Formats as "request 3 (generation 1)".</summary>

@@ -509,7 +509,8 @@ public sealed class PagedKvCacheAllocator
 
         public int Pending { get; set; }
 
-        public int Generation { get; set; }
+        /// <summary>Starts at 1, so that <c>default(KvRequestId)</c> is never a live request.</summary>
+        public int Generation { get; set; } = 1;
 
         public bool Live { get; set; }
 

@@ -226,6 +226,9 @@ public sealed class PagedKvCacheAllocatorTests
         Assert.True(allocator.Contains(b));
         Assert.Throws<ArgumentException>(() => allocator.GetLength(a));
         Assert.Throws<ArgumentException>(() => new PagedKvCacheAllocator(8, 4, 2).GetLength(b));
+        var fresh = new PagedKvCacheAllocator(8, 4, 2);
+        Assert.Equal(0, fresh.AddRequest().Index);
+        Assert.False(fresh.Contains(default));
     }
 
     private static void Fill(PagedKvCacheAllocator allocator, KvRequestId[] batch, int tokensPerRequest) =>
