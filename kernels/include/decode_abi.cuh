@@ -1,8 +1,8 @@
 // decode_abi.cuh: every struct the host passes to or reads from the library's kernels, and the
 // constants they share with it. The C# mirrors, of the same names (FlashMla.Kernels.FillParams,
-// FlashMla.Mla.DecodePart, FlashMla.Mla.Cuda.ScheduleParams, DecodeParams, CombineParams and
-// ErrorRecord), are pinned by the tests against the layouts the modules export (FMLA_EXPORT_ABI);
-// docs/architecture.md ("Kernel ABI") explains the fields.
+// FlashMla.Mla.DecodePart, FlashMla.Mla.Cuda.ScheduleParams, DecodeParams, CombineParams,
+// ErrorRecord, KvAppendParams and KvAppendErrorRecord), are pinned by the tests against the
+// layouts the modules export (FMLA_EXPORT_ABI); docs/architecture.md ("Kernel ABI") explains the fields.
 //
 // Rules: kernels take exactly one by-value parameter struct. 64-bit fields (pointers as u64,
 // strides as i64, in elements) come first, then 32-bit fields (int, float); the struct has no
@@ -203,6 +203,62 @@ static_assert(sizeof(DecodeParamsSm90) == 384 && __builtin_offsetof(DecodeParams
 FMLA_ABI_STRUCT(CombineParams, FMLA_COMBINE_PARAMS_FIELDS);
 static_assert(sizeof(CombineParams) == 112, "CombineParams: 5 pointers, 5 strides, 8 x 32-bit");
 static_assert(__builtin_offsetof(CombineParams, batch) == 80, "32-bit fields follow the 5 strides");
+
+// ---- kv_cache_append.cu (writing new tokens into the paged cache) ------------------------------
+
+// A token's row is its latent vector: columns [0, 512) are the compressed KV (the values), the
+// rest [512, head_dim) the RoPE key. Slot s of the cache is row s % page_block_size of block
+// s / page_block_size; slot -1 is padding.
+constexpr int kRopeDim = kMaxHeadDim - kHeadDimV;
+constexpr int kPaddingSlot = -1;
+// Flag of KvAppendErrorRecord::flags: a slot outside [-1, num_blocks · page_block_size). The value
+// is MlaInputError.SlotOutOfRange, past the decode's flags so that the two never mix.
+constexpr int kErrorSlot = 8;
+static_assert((kErrorSlot & (kErrorSeqlen | kErrorBlockId | kErrorSharedMemory)) == 0, "the slot flag is a bit of its own");
+
+#define FMLA_KV_APPEND_CONSTANTS_FIELDS(X) \
+    X(int, nope_dim)                       \
+    X(int, rope_dim)                       \
+    X(int, padding_slot)                   \
+    X(int, error_slot)
+FMLA_ABI_STRUCT(KvAppendConstants, FMLA_KV_APPEND_CONSTANTS_FIELDS);
+constexpr KvAppendConstants kKvAppendConstants = {kHeadDimV, kRopeDim, kPaddingSlot, kErrorSlot};
+
+// Source rows come in two pieces: columns [0, 512) at `nope`, columns [512, head_dim) at `rope`
+// (for a [n, (h_kv,) head_dim] latent, rope = nope + 512 elements and the strides are equal).
+// Strides are in elements; the cache's last dimension and the sources' rows are contiguous.
+#define FMLA_KV_APPEND_PARAMS_FIELDS(X)                                          \
+    X(u64, nope)          /* const T* [n, h_kv, >= 512] */                       \
+    X(u64, rope)          /* const T* [n, h_kv, head_dim - 512] (unused at 512) */ \
+    X(u64, slot_mapping)  /* const int* [n] */                                   \
+    X(u64, k_cache)       /* T* [num_blocks, page_block_size, h_kv, head_dim] */ \
+    X(u64, error)         /* KvAppendErrorRecord* */                             \
+    X(i64, nope_token_stride)                                                    \
+    X(i64, nope_head_stride)                                                     \
+    X(i64, rope_token_stride)                                                    \
+    X(i64, rope_head_stride)                                                     \
+    X(i64, slot_stride)                                                          \
+    X(i64, k_block_stride)                                                       \
+    X(i64, k_row_stride)                                                         \
+    X(i64, k_head_stride)                                                        \
+    X(int, num_tokens)                                                           \
+    X(int, h_kv)                                                                 \
+    X(int, head_dim)      /* 576 or 512 */                                       \
+    X(int, page_block_size)                                                      \
+    X(int, num_blocks)                                                           \
+    X(int, pad)
+FMLA_ABI_STRUCT(KvAppendParams, FMLA_KV_APPEND_PARAMS_FIELDS);
+static_assert(sizeof(KvAppendParams) == 128, "KvAppendParams: 5 pointers, 8 strides, 6 x 32-bit");
+static_assert(__builtin_offsetof(KvAppendParams, num_tokens) == 104, "32-bit fields follow the 8 strides");
+
+// The append's error record. The host initialises it to {~0, 0, 0}; a kernel that meets a bad
+// slot sets the flag, counts the token and keeps the lowest offending token with its slot.
+#define FMLA_KV_APPEND_ERROR_RECORD_FIELDS(X)                                                  \
+    X(u64, first_bad) /* (token << 32) | (u32)slot of the lowest bad token; ~0: none */       \
+    X(int, flags)     /* kErrorSlot */                                                         \
+    X(int, bad_tokens) /* tokens with a bad slot */
+FMLA_ABI_STRUCT(KvAppendErrorRecord, FMLA_KV_APPEND_ERROR_RECORD_FIELDS);
+static_assert(sizeof(KvAppendErrorRecord) == 16, "KvAppendErrorRecord is 16 bytes");
 
 }  // namespace fmla
 

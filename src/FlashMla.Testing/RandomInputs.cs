@@ -1,3 +1,4 @@
+using FlashMla.Mla;
 using FlashMla.Numerics;
 
 namespace FlashMla.Testing;
@@ -10,8 +11,8 @@ namespace FlashMla.Testing;
 /// </summary>
 public static class RandomInputs
 {
-    /// <summary>The block id in unused block-table entries (FlashMLA's); it must never be dereferenced.</summary>
-    public const int UnusedBlockId = 2147480000;
+    /// <summary>The block id in unused block-table entries (FlashMLA's, <see cref="BlockTables.UnusedBlockId"/>); it must never be dereferenced.</summary>
+    public const int UnusedBlockId = BlockTables.UnusedBlockId;
 
     /// <summary>
     /// The b KV lengths of a case: <see cref="DecodeCaseSpec.Lengths"/> when given, else s_k, or

@@ -194,6 +194,7 @@ public sealed unsafe class CudaContext : IDisposable
                 _ = kind switch
                 {
                     CudaHandleKind.DeviceMemory => Api.cuMemFree((ulong)handle),
+                    CudaHandleKind.PinnedHostMemory => Api.cuMemFreeHost((void*)handle),
                     CudaHandleKind.Stream => Api.cuStreamDestroy(handle),
                     CudaHandleKind.Event => Api.cuEventDestroy(handle),
                     CudaHandleKind.Module => Api.cuModuleUnload(handle),

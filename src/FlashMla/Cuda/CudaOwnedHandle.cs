@@ -6,6 +6,7 @@ namespace FlashMla.Cuda;
 internal enum CudaHandleKind
 {
     DeviceMemory,
+    PinnedHostMemory,
     Stream,
     Event,
     Module,

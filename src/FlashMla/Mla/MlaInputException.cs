@@ -14,12 +14,18 @@ public enum MlaInputError
     /// <summary>A block-table entry of a page in use is outside <c>[0, num_blocks)</c>
     /// (error flag bit 1).</summary>
     BlockIdOutOfRange = 2,
+
+    /// <summary>A KV cache append's slot mapping holds a slot outside <c>[0, num_blocks · page_block_size)</c>
+    /// that is not the padding slot −1 (error flag bit 3 of the append's record).</summary>
+    SlotOutOfRange = 8,
 }
 
 /// <summary>
 /// Thrown after a decode when the GPU kernels found invalid data in inputs that only the device can
 /// see (sequence lengths or block ids). The kernels skip the offending reads, so the outputs of the
-/// named request are not meaningful; outputs of other requests are.
+/// named request are not meaningful; outputs of other requests are. Also thrown after a KV cache
+/// append whose device-resident slot mapping held a slot outside the cache
+/// (<see cref="MlaInputError.SlotOutOfRange"/>): those tokens were not written, the others were.
 /// </summary>
 public sealed class MlaInputException : Exception
 {
@@ -57,9 +63,28 @@ public sealed class MlaInputException : Exception
         Reason = reason;
     }
 
+    /// <summary>Creates the exception of a rejected slot: the lowest offending token and its slot.</summary>
+    /// <param name="tokenIndex">The token's index in the append (its row of the slot mapping).</param>
+    /// <param name="slot">The token's slot.</param>
+    /// <param name="message">The error message.</param>
+    internal MlaInputException(int tokenIndex, int slot, string message)
+        : base(message)
+    {
+        RequestIndex = -1;
+        TokenIndex = tokenIndex;
+        Slot = slot;
+        Reason = MlaInputError.SlotOutOfRange;
+    }
+
     /// <summary>The index in the batch of the offending request, or −1 when unknown.</summary>
     public int RequestIndex { get; }
 
     /// <summary>What was wrong with the request's input.</summary>
     public MlaInputError Reason { get; }
+
+    /// <summary>For <see cref="MlaInputError.SlotOutOfRange"/>: the lowest offending token of the append (its row of the slot mapping); otherwise −1.</summary>
+    public int TokenIndex { get; } = -1;
+
+    /// <summary>For <see cref="MlaInputError.SlotOutOfRange"/>: the slot that token had; otherwise null.</summary>
+    public int? Slot { get; }
 }

@@ -77,6 +77,67 @@ public sealed unsafe class DeviceTensor<T> : ITensorView
     }
 
     /// <summary>
+    /// Enqueues a copy of <see cref="TensorLayout.RequiredLength"/> elements from page-locked host
+    /// memory, starting at element <paramref name="sourceOffset"/>, to the device. Fully
+    /// asynchronous: the driver reads the host memory when the stream reaches the copy, so it must
+    /// stay unchanged until then.
+    /// </summary>
+    /// <param name="source">The pinned host buffer, laid out like this tensor from <paramref name="sourceOffset"/>.</param>
+    /// <param name="stream">The stream.</param>
+    /// <param name="sourceOffset">The first element read.</param>
+    /// <exception cref="ArgumentNullException"><paramref name="source"/> or <paramref name="stream"/> is null.</exception>
+    /// <exception cref="ArgumentOutOfRangeException">The tensor's span does not fit in <paramref name="source"/> from <paramref name="sourceOffset"/>.</exception>
+    public void CopyFromAsync(PinnedHostBuffer<T> source, CudaStream stream, int sourceOffset = 0)
+    {
+        ArgumentNullException.ThrowIfNull(source);
+        ArgumentNullException.ThrowIfNull(stream);
+        var length = Layout.RequiredLength;
+        if (sourceOffset < 0 || sourceOffset > source.Length - length)
+        {
+            throw new ArgumentOutOfRangeException(
+                nameof(sourceOffset),
+                $"The tensor spans {length} elements ({Layout}); elements [{sourceOffset}, {sourceOffset + length}) do not fit in the pinned buffer of {source.Length}.");
+        }
+
+        if (length == 0)
+        {
+            return;
+        }
+
+        var s = stream.Handle;
+        stream.Context.Enter();
+        stream.Context.Check(stream.Context.Api.cuMemcpyHtoDAsync(Pointer, (T*)source.Pointer + sourceOffset, (nuint)SpanBytes, s));
+    }
+
+    /// <summary>
+    /// Enqueues a device-to-device copy of the memory <paramref name="source"/> spans (elements 0 …
+    /// <see cref="TensorLayout.RequiredLength"/> − 1, gaps included) into the memory this tensor
+    /// spans; both tensors must have the same shape and strides.
+    /// </summary>
+    /// <param name="source">The device tensor to copy.</param>
+    /// <param name="stream">The stream.</param>
+    /// <exception cref="ArgumentNullException"><paramref name="source"/> or <paramref name="stream"/> is null.</exception>
+    /// <exception cref="ArgumentException">The layouts differ.</exception>
+    public void CopyFromAsync(DeviceTensor<T> source, CudaStream stream)
+    {
+        ArgumentNullException.ThrowIfNull(source);
+        ArgumentNullException.ThrowIfNull(stream);
+        if (!source.Layout.Shape.SequenceEqual(Layout.Shape) || !source.Layout.Strides.SequenceEqual(Layout.Strides))
+        {
+            throw new ArgumentException($"The source's layout {source.Layout} differs from the destination's {Layout}.", nameof(source));
+        }
+
+        if (SpanBytes == 0)
+        {
+            return;
+        }
+
+        var s = stream.Handle;
+        stream.Context.Enter();
+        stream.Context.Check(stream.Context.Api.cuMemcpyDtoDAsync(Pointer, source.Pointer, (nuint)SpanBytes, s));
+    }
+
+    /// <summary>
     /// Copies the memory the tensor spans to host memory in <paramref name="stream"/>'s order and
     /// waits for the stream, so the data is in <paramref name="destination"/> when this returns.
     /// </summary>

@@ -17,7 +17,7 @@ public sealed class KernelAbiTests
     private const string LayoutPrefix = "fmla_abi_";
 
     /// <summary>Exported layouts whose values, not a C# struct, are checked (<see cref="DecodeConstants_MatchTheHost"/>).</summary>
-    private static readonly string[] ValueOnlyLayouts = ["DecodeConstants"];
+    private static readonly string[] ValueOnlyLayouts = ["DecodeConstants", "KvAppendConstants"];
 
     public static TheoryData<string, string> Modules
     {
@@ -116,6 +116,39 @@ public sealed class KernelAbiTests
         Assert.Equal((int)ElementType.Float16, Value("elem_fp16"));
         Assert.Equal(KernelDescriptor.AbiVersion, Value("abi_version"));
         Assert.Equal(layout.Fields.Count, layout.Size / sizeof(int));
+    }
+
+    [Fact]
+    public void KvAppendConstants_MatchTheHost()
+    {
+        foreach (var target in KernelLibrary.TargetsOf(CudaKvCacheWriter.ModuleName))
+        {
+            var constants = Constants(target, CudaKvCacheWriter.ModuleName);
+            var layout = PtxConstants.ReadLayout("KvAppendConstants", constants[LayoutPrefix + "KvAppendConstants"]);
+            var values = constants["fmla_kv_append_constants"];
+            int Value(string field) => BitConverter.ToInt32(values, layout.Fields.Single(x => x.Name == field).Offset);
+
+            Assert.Equal(KvCacheAppendValidation.CompressedDim, Value("nope_dim"));
+            Assert.Equal(KvCacheAppendValidation.RopeDim, Value("rope_dim"));
+            Assert.Equal(KvCacheAppendValidation.PaddingSlot, Value("padding_slot"));
+            Assert.Equal((int)MlaInputError.SlotOutOfRange, Value("error_slot"));
+            Assert.Equal(KvAppendErrorRecord.SlotFlag, Value("error_slot"));
+            Assert.Equal(layout.Fields.Count, layout.Size / sizeof(int));
+        }
+    }
+
+    [Fact]
+    public void KvAppendKernel_DescribesItsRowsPerCta()
+    {
+        foreach (var target in KernelLibrary.TargetsOf(CudaKvCacheWriter.ModuleName))
+        {
+            var constants = Constants(target, CudaKvCacheWriter.ModuleName);
+            var entry = Assert.Single(KernelLibrary.EntryNames(KernelLibrary.ReadPtx(target, CudaKvCacheWriter.ModuleName)!));
+            var descriptor = KernelDescriptor.Parse(constants[KernelDescriptor.GlobalPrefix + entry], CudaKvCacheWriter.ModuleName, entry, target);
+            Assert.Equal(nameof(KvAppendParams), descriptor.ParamStruct);
+            Assert.True(descriptor.RowsPerCta > 0 && descriptor.Threads % descriptor.RowsPerCta == 0, $"{descriptor}: whole rows per CTA");
+            Assert.Equal(0, descriptor.SharedMemoryBytes);
+        }
     }
 
     private static IReadOnlyDictionary<string, byte[]> Constants(string target, string module) =>

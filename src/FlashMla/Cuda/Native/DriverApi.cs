@@ -53,6 +53,8 @@ internal sealed unsafe class DriverApi
     public delegate* unmanaged<ulong, byte, nuint, nint, CudaResult> cuMemsetD8Async;
     public delegate* unmanaged<ulong, ushort, nuint, nint, CudaResult> cuMemsetD16Async;
     public delegate* unmanaged<ulong, uint, nuint, nint, CudaResult> cuMemsetD32Async;
+    public delegate* unmanaged<void**, nuint, uint, CudaResult> cuMemHostAlloc;
+    public delegate* unmanaged<void*, CudaResult> cuMemFreeHost;
 
     // Streams and events.
     public delegate* unmanaged<nint*, uint, CudaResult> cuStreamCreate;
@@ -137,6 +139,8 @@ internal sealed unsafe class DriverApi
         cuMemsetD8Async = (delegate* unmanaged<ulong, byte, nuint, nint, CudaResult>)Req("cuMemsetD8Async", 3020, "cuMemsetD8Async");
         cuMemsetD16Async = (delegate* unmanaged<ulong, ushort, nuint, nint, CudaResult>)Req("cuMemsetD16Async", 3020, "cuMemsetD16Async");
         cuMemsetD32Async = (delegate* unmanaged<ulong, uint, nuint, nint, CudaResult>)Req("cuMemsetD32Async", 3020, "cuMemsetD32Async");
+        cuMemHostAlloc = (delegate* unmanaged<void**, nuint, uint, CudaResult>)Req("cuMemHostAlloc", 2020, "cuMemHostAlloc");
+        cuMemFreeHost = (delegate* unmanaged<void*, CudaResult>)Req("cuMemFreeHost", 2000, "cuMemFreeHost");
 
         cuStreamCreate = (delegate* unmanaged<nint*, uint, CudaResult>)Req("cuStreamCreate", 2000, "cuStreamCreate");
         cuStreamDestroy = (delegate* unmanaged<nint, CudaResult>)Req("cuStreamDestroy", 4000, "cuStreamDestroy_v2");
