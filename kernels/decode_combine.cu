@@ -9,6 +9,7 @@
 // columns 4·lane + 128·k). It writes out in q's dtype and lse in natural log (+inf when no split
 // saw a key). No shared memory, no CTA barriers.
 #include "decode_common.cuh"
+#include "grid_dependency.cuh"
 #include "numeric.cuh"
 
 namespace fmla {
@@ -17,10 +18,6 @@ constexpr int kCombineWarps = 8;
 constexpr int kCombineThreads = kCombineWarps * kWarpSize;
 // Each lane owns four float4 of a row: 16 of the kHeadDimV columns.
 static_assert(kHeadDimV == 4 * 4 * kWarpSize, "combine_row covers a row with 4 float4 per lane");
-
-struct __attribute__((aligned(16))) float4v {
-    float x, y, z, w;
-};
 
 struct __attribute__((aligned(8))) u32x2 {
     u32 lo, hi;

@@ -49,6 +49,7 @@
 #include "sm90/tma.cuh"
 #include "sm90/warpgroup.cuh"
 #include "sm90/wgmma.cuh"
+#include "split_merge.cuh"
 
 namespace fmla {
 
@@ -70,6 +71,10 @@ static_assert(kMaxBoxes * kBoxCols == kMaxHeadDim && kVBoxes * kBoxCols == kHead
 constexpr int kProducerRegs = 40;
 constexpr int kScoreRegs = 136;
 constexpr int kOutputRegs = 168;
+// The in-kernel merge of split pieces (split_merge.cuh) runs on WG1–WG3, which meet at this named
+// barrier (1 and 2 are the output warpgroups' own).
+constexpr int kMergeBarrier = 3;
+constexpr int kMergeThreads = 3 * 128;
 static_assert(kProducerRegs + kScoreRegs + 2 * kOutputRegs <= 65536 / kWarpgroupThreads,
               "register split exceeds the register file");
 
@@ -505,8 +510,10 @@ FMLA_DEVICE void decode(const DecodeParams& p, u64 k_map) {
         mbarrier_init(c.bar(Smem::q_full), 1);
         mbarrier_init(c.bar(Smem::q_empty), 1);
         mbarrier_init_fence();
+        prefetch_tensor_map(k_map);
     }
     sync_threads();
+    decode_prologue(p, c.part, tid, kThreads);
 
     const int wg = warpgroup_idx();
     if (wg == 0) {
@@ -526,6 +533,13 @@ FMLA_DEVICE void decode(const DecodeParams& p, u64 k_map) {
         Output<T> o{c, wg - 2, warp_idx() & 3, lane_idx(), warpgroup_thread(), {}, {}};
         o.run();
     }
+    if (wg >= 1) {
+        // WG1 wrote the split LSEs, WG2–3 the partial outputs: the three merge the part's split pieces.
+        auto sync = [] FMLA_INLINE_LAMBDA { named_barrier(kMergeBarrier, kMergeThreads); };
+        // Scratch: the Q boxes, which no one reads once the part's pieces are done.
+        float* scratch = reinterpret_cast<float*>(smem_raw + (c.base - raw) + Smem::q);
+        merge_part<T, kMergeThreads>(p, c.part, c.kv_head, c.m_block, kRows, tid - kWarpgroupThreads, scratch, kMaxBoxes * kBoxBytes / 4, sync);
+    }
 }
 
 }  // namespace sm90dec
@@ -543,6 +557,7 @@ constexpr KernelDesc desc() {
 
 FMLA_MODULE_ABI();
 FMLA_EXPORT_ABI(DecodeParamsSm90);
+FMLA_EXPORT_ABI(MergeCounters);
 
 // Entry names: mla_decode_sm90_<dtype> (head_dim 576) and mla_decode_sm90_<dtype>_d512. The K
 // tensor map is read in place from the parameter struct (its generic address), never copied,

@@ -35,6 +35,7 @@
 #include "decode_common.cuh"
 #include "mma.cuh"
 #include "mma_decode.cuh"
+#include "split_merge.cuh"
 #include "tile_layout.cuh"
 
 namespace fmla {
@@ -401,7 +402,9 @@ FMLA_DEVICE void decode_splitkv(const DecodeParams& p) {
     using Cta = DecodeCta<T, STAGES, RG>;
     if (!has_shared_memory(reinterpret_cast<ErrorRecord*>(p.error), Cta::Smem::bytes)) return;
     Cta cta(p);
-    for_each_piece(p, block_idx_z(), [&](const DecodePiece& piece) FMLA_INLINE_LAMBDA {
+    // The merge's scratch: the Q tile, free once the part's pieces are done.
+    decode_part<T, kThreads>(p, block_idx_z(), cta.kv_head, cta.m_block, Cta::kBlockM, reinterpret_cast<float*>(decode_smem + Cta::Smem::q),
+                             Cta::kBlockM * kMaxHeadDim * kElemBytes / 4, [&](const DecodePiece& piece) FMLA_INLINE_LAMBDA {
         cta.run_piece(piece.request, piece.tile_begin, piece.tile_end, piece.seqlen, piece.split, piece.slot);
     });
 }
@@ -417,6 +420,7 @@ constexpr KernelDesc decode_desc() {
 
 FMLA_MODULE_ABI();
 FMLA_EXPORT_ABI(DecodeParams);
+FMLA_EXPORT_ABI(MergeCounters);
 
 #define FMLA_DECODE_KERNEL(name, T, STAGES, RG) \
     FMLA_KERNEL(name, DecodeParams, (fmla::decode_desc<T, STAGES, RG>())) { fmla::decode_splitkv<T, STAGES, RG>(p); }

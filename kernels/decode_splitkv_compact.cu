@@ -38,6 +38,7 @@
 #include "decode_common.cuh"
 #include "mma.cuh"
 #include "mma_decode.cuh"
+#include "split_merge.cuh"
 #include "tile_layout.cuh"
 
 namespace fmla {
@@ -84,9 +85,6 @@ FMLA_DEVICE void load_half_rows(u32 s_tile, const void* src, bool valid, int chu
     }
 }
 
-struct __attribute__((aligned(16))) float4v {
-    float x, y, z, w;
-};
 
 template <typename T>
 struct CompactCta {
@@ -395,7 +393,9 @@ template <typename T>
 FMLA_DEVICE void decode_splitkv_compact(const DecodeParams& p) {
     if (!has_shared_memory(reinterpret_cast<ErrorRecord*>(p.error), Smem::bytes)) return;
     CompactCta<T> cta(p);
-    for_each_piece(p, block_idx_z(), [&](const DecodePiece& piece) FMLA_INLINE_LAMBDA {
+    // The merge's scratch: the whole shared memory, free once the part's pieces are done.
+    decode_part<T, kThreads>(p, block_idx_z(), cta.kv_head, cta.m_block, kRows, reinterpret_cast<float*>(decode_smem), Smem::bytes / 4,
+                             [&](const DecodePiece& piece) FMLA_INLINE_LAMBDA {
         cta.run_piece(piece.request, piece.tile_begin, piece.tile_end, piece.seqlen, piece.split, piece.slot);
     });
 }
@@ -411,6 +411,7 @@ constexpr KernelDesc compact_desc() {
 
 FMLA_MODULE_ABI();
 FMLA_EXPORT_ABI(DecodeParams);
+FMLA_EXPORT_ABI(MergeCounters);
 
 #define FMLA_COMPACT_KERNEL(name, T) \
     FMLA_KERNEL(name, DecodeParams, (fmla::compact_desc<T>())) { fmla::decode_splitkv_compact<T>(p); }

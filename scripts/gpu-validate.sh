@@ -24,6 +24,12 @@
 #             128, 1024, 16384, 131072} bf16 tokens (latent form, then split form), graph-replay
 #             timing and GB/s as a share of the same run's copy bandwidth, into append-latent.json
 #             and append-split.json (log: bench-append.log)
+#   launch    (not in the default list) the latency cases side by side with FlashMLA, ours three
+#             ways: as shipped (merge in the decode kernel, programmatic dependent launch), with
+#             the separate combine kernel (FLASHMLA_SPLIT_MERGE=combine), and without PDL
+#             (FLASHMLA_DEPENDENT_LAUNCH=0), and with the wgmma path taking every call
+#             (FLASHMLA_KERNEL_PATHS=wgmma,mma.sync); writes launch-flashmla.json,
+#             launch-{fused,combine,nopdl,wgmma}.json and launch-compare.txt
 #
 # Logs and results go to ${OUT:-gpu-logs}/; a summary is printed last. A device call brings back
 # at most 8 files from $OUT, so run the anchor step in a call of its own:
@@ -207,9 +213,34 @@ step_anchor() {
   after_summary=$table
 }
 
+step_launch() {
+  local anchor=$root/.anchor cases=$root/.anchor/cases/latency.json table=$out/launch-compare.txt
+  if [ ! -f "$anchor/anchor/run.sh" ]; then
+    note launch "FAILED: no .anchor (scripts/prepare-anchor.sh)"
+    return
+  fi
+  bash "$anchor/anchor/run.sh" "$cases" >"$out/launch-flashmla.json" 2>"$out/launch-anchor.log"
+  note launch "anchor rc=$? $(report "$out/launch-flashmla.json")"
+  "$run" flashmla bench --cases "$cases" --output "$out/launch-fused.json" >"$out/launch-bench.log" 2>&1
+  note launch "fused rc=$?"
+  FLASHMLA_SPLIT_MERGE=combine "$run" flashmla bench --cases "$cases" --output "$out/launch-combine.json" >>"$out/launch-bench.log" 2>&1
+  note launch "combine rc=$?"
+  FLASHMLA_DEPENDENT_LAUNCH=0 "$run" flashmla bench --cases "$cases" --output "$out/launch-nopdl.json" >>"$out/launch-bench.log" 2>&1
+  note launch "nopdl rc=$?"
+  FLASHMLA_KERNEL_PATHS=wgmma,mma.sync "$run" flashmla bench --cases "$cases" --output "$out/launch-wgmma.json" >>"$out/launch-bench.log" 2>&1
+  note launch "wgmma rc=$?"
+  : >"$table"
+  local v
+  for v in fused combine nopdl wgmma; do
+    echo "== $v" >>"$table"
+    python3 "$anchor/compare.py" "$out/launch-$v.json" "$out/launch-flashmla.json" >>"$table" 2>&1
+  done
+  after_summary=$table
+}
+
 for s in "${steps[@]}"; do
   case "$s" in
-    info|sass|tests|sanitize|verify|anchor|bench|append) echo "== $s" >&2; "step_$s" ;;
+    info|sass|tests|sanitize|verify|anchor|bench|append|launch) echo "== $s" >&2; "step_$s" ;;
     *) echo "error: unknown step '$s'" >&2; exit 2 ;;
   esac
 done

@@ -25,12 +25,16 @@ constexpr int kHeadDimV = 512;
 // The largest q/k head dimension (576 or 512 are accepted).
 constexpr int kMaxHeadDim = 576;
 constexpr float kLn2 = 0.693147180559945309f;
+// The fewest query rows a decode CTA takes (mma.sync m16); the in-kernel merge keeps one
+// MergeCounters per (request, KV head, row tile) of at least this many rows.
+constexpr int kMinRowsPerCta = 16;
 
 // Flags of ErrorRecord::flags.
 enum ErrorFlag : int {
     kErrorSeqlen = 1,       // a sequence length outside [0, capacity]
     kErrorBlockId = 2,      // a block id of a page in use outside [0, num_blocks)
-    kErrorSharedMemory = 4  // a kernel was launched with less dynamic shared memory than it needs
+    kErrorSharedMemory = 4, // a kernel was launched with less dynamic shared memory than it needs
+    kErrorMerge = 8         // an in-kernel merge gave up waiting for the pieces of a split request
 };
 
 #define FMLA_DECODE_CONSTANTS_FIELDS(X) \
@@ -41,14 +45,16 @@ enum ErrorFlag : int {
     X(int, error_seqlen)                \
     X(int, error_block_id)              \
     X(int, error_shared_memory)         \
+    X(int, error_merge)                 \
+    X(int, min_rows_per_cta)            \
     X(int, elem_bf16)                   \
     X(int, elem_fp16)                   \
     X(int, abi_version)
 FMLA_ABI_STRUCT(DecodeConstants, FMLA_DECODE_CONSTANTS_FIELDS);
 
-constexpr DecodeConstants kDecodeConstants = {kBlockN,      kFixedOverheadBlocks, kHeadDimV, kMaxHeadDim,
-                                              kErrorSeqlen, kErrorBlockId,        kErrorSharedMemory,
-                                              kElemBf16,    kElemFp16,            kAbiVersion};
+constexpr DecodeConstants kDecodeConstants = {kBlockN,      kFixedOverheadBlocks, kHeadDimV,   kMaxHeadDim,
+                                              kErrorSeqlen, kErrorBlockId,        kErrorSharedMemory, kErrorMerge,
+                                              kMinRowsPerCta, kElemBf16,          kElemFp16,   kAbiVersion};
 
 // ---- fill.cu -----------------------------------------------------------------------------
 
@@ -85,6 +91,14 @@ static_assert(sizeof(DecodePart) == 32, "DecodePart is 8 x int32");
 FMLA_ABI_STRUCT(ErrorRecord, FMLA_ERROR_RECORD_FIELDS);
 static_assert(sizeof(ErrorRecord) == 16, "ErrorRecord is 4 x int32");
 
+// The arrival counters of one (request, KV head, row tile) for the in-kernel merge
+// (split_merge.cuh). The host zeroes them once; the last CTA of each merge resets them.
+#define FMLA_MERGE_COUNTERS_FIELDS(X) \
+    X(int, arrived)                   \
+    X(int, departed)
+FMLA_ABI_STRUCT(MergeCounters, FMLA_MERGE_COUNTERS_FIELDS);
+static_assert(sizeof(MergeCounters) == 8, "MergeCounters is 2 x int32");
+
 // ---- decode_schedule.cu -------------------------------------------------------------------
 
 #define FMLA_SCHEDULE_PARAMS_FIELDS(X)                  \
@@ -114,6 +128,7 @@ static_assert(sizeof(ScheduleParams) == 48, "ScheduleParams is 48 bytes");
     X(u64, parts)                                                           \
     X(u64, num_splits)                                                      \
     X(u64, error)                                                           \
+    X(u64, merge)     /* MergeCounters* [batch, h_kv, row tiles]; 0: decode_combine.cu merges */ \
     X(i64, q_batch_stride)                                                  \
     X(i64, q_seq_stride)                                                    \
     X(i64, q_head_stride)                                                   \
@@ -141,9 +156,9 @@ static_assert(sizeof(ScheduleParams) == 48, "ScheduleParams is 48 bytes");
     X(float, scale_log2) /* softmax_scale · log2(e) */                      \
     X(int, pad)
 FMLA_ABI_STRUCT(DecodeParams, FMLA_DECODE_PARAMS_FIELDS);
-static_assert(sizeof(DecodeParams) == 240, "DecodeParams: 11 pointers, 12 strides, 14 x 32-bit");
-static_assert(__builtin_offsetof(DecodeParams, q_batch_stride) == 88, "strides follow the 11 pointers");
-static_assert(__builtin_offsetof(DecodeParams, batch) == 184, "32-bit fields follow the 12 strides");
+static_assert(sizeof(DecodeParams) == 248, "DecodeParams: 12 pointers, 12 strides, 14 x 32-bit");
+static_assert(__builtin_offsetof(DecodeParams, q_batch_stride) == 96, "strides follow the 12 pointers");
+static_assert(__builtin_offsetof(DecodeParams, batch) == 192, "32-bit fields follow the 12 strides");
 
 // ---- decode_sm90.cu (the Hopper path) -------------------------------------------------------
 
@@ -159,11 +174,10 @@ struct alignas(64) TensorMapBytes {
 #define FMLA_DECODE_PARAMS_SM90_FIELDS(X) \
     X(DecodeParams, d)                    \
     X(u64, k_map_global)                  \
-    X(u64, pad)                           \
     X(TensorMapBytes, k_map)
 FMLA_ABI_STRUCT(DecodeParamsSm90, FMLA_DECODE_PARAMS_SM90_FIELDS);
 static_assert(sizeof(DecodeParamsSm90) == 384 && __builtin_offsetof(DecodeParamsSm90, k_map) == 256,
-              "DecodeParamsSm90: DecodeParams, 2 x u64, the tensor map at byte 256");
+              "DecodeParamsSm90: DecodeParams, one u64, the tensor map at byte 256");
 
 // ---- decode_combine.cu ----------------------------------------------------------------------
 
@@ -199,8 +213,9 @@ constexpr int kRopeDim = kMaxHeadDim - kHeadDimV;
 constexpr int kPaddingSlot = -1;
 // Flag of KvAppendErrorRecord::flags: a slot outside [-1, num_blocks · page_block_size). The value
 // is MlaInputError.SlotOutOfRange, past the decode's flags so that the two never mix.
-constexpr int kErrorSlot = 8;
-static_assert((kErrorSlot & (kErrorSeqlen | kErrorBlockId | kErrorSharedMemory)) == 0, "the slot flag is a bit of its own");
+constexpr int kErrorSlot = 16;
+static_assert((kErrorSlot & (kErrorSeqlen | kErrorBlockId | kErrorSharedMemory | kErrorMerge)) == 0,
+              "the slot flag is a bit of its own");
 
 #define FMLA_KV_APPEND_CONSTANTS_FIELDS(X) \
     X(int, nope_dim)                       \

@@ -51,6 +51,12 @@ internal sealed class CudaSession : IDisposable
     /// <summary>The environment variable that pins the decoder to kernel paths (comma-separated names, in order).</summary>
     public const string KernelPathsVariable = "FLASHMLA_KERNEL_PATHS";
 
+    /// <summary>Set to <c>combine</c>, the decoder merges split requests with the separate combine kernel instead of inside the decode kernel (<see cref="CudaMlaDecoder.MergeInKernel"/>), for comparisons.</summary>
+    public const string MergeVariable = "FLASHMLA_SPLIT_MERGE";
+
+    /// <summary>Set to <c>0</c>, decode kernels are launched without programmatic dependent launch (<see cref="CudaMlaDecoder.DependentLaunch"/>), for comparisons.</summary>
+    public const string DependentLaunchVariable = "FLASHMLA_DEPENDENT_LAUNCH";
+
     /// <summary>The paths <see cref="KernelPathsVariable"/> names, or null when it is unset.</summary>
     public static string[]? PinnedKernelPaths() =>
         Environment.GetEnvironmentVariable(KernelPathsVariable) is { Length: > 0 } value
@@ -78,6 +84,8 @@ internal sealed class CudaSession : IDisposable
             context = new CudaContext(driver.GetDevice(0));
             var pinned = PinnedKernelPaths();
             decoder = pinned is null ? new CudaMlaDecoder(context) : new CudaMlaDecoder(context, pinned);
+            decoder.MergeInKernel = !string.Equals(Environment.GetEnvironmentVariable(MergeVariable), "combine", StringComparison.Ordinal);
+            decoder.DependentLaunch = Environment.GetEnvironmentVariable(DependentLaunchVariable) != "0";
             var stream = CudaStream.Create(context, nonBlocking: true);
             session = new CudaSession(context, decoder, stream);
             reason = string.Empty;

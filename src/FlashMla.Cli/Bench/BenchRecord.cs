@@ -28,6 +28,16 @@ internal sealed record BenchRecord
     public double? GraphUsMin { get; init; }
     public double? GraphUsMax { get; init; }
 
+    /// <summary>
+    /// One decode call per graph (one graph per rotation, launched in turn and timed one by one;
+    /// median, µs): a call with nothing before it to overlap. K × this against K × <see cref="GraphUs"/> shows what
+    /// chaining calls in one graph (programmatic dependent launch) saves.
+    /// </summary>
+    public double? SingleGraphUs { get; init; }
+
+    /// <summary>Whether the decoder merged split requests inside the decode kernel (one launch per call) and launched with programmatic dependent launch.</summary>
+    public string? Launch { get; init; }
+
     public required int Rotations { get; init; }
 
     /// <summary>K: decode calls in the graph (0 with --no-graph).</summary>
@@ -88,6 +98,12 @@ internal sealed record BenchRecord
         writer.NumberOrNull("plan_ms", PlanMs);
         writer.NumberOrNull("graph_us_min", GraphUsMin);
         writer.NumberOrNull("graph_us_max", GraphUsMax);
+        writer.NumberOrNull("single_graph_us", SingleGraphUs);
+        if (Launch is not null)
+        {
+            writer.WriteString("launch", Launch);
+        }
+
         writer.WriteNumber("rotations", Rotations);
         writer.WriteNumber("calls_per_graph", CallsPerGraph);
         writer.WriteNumber("graph_replays", GraphReplays);

@@ -282,7 +282,7 @@ internal sealed class CudaBenchRunner : IDisposable
         var ms = BenchFormulas.Median(TimeEach(settings.Iterations, Decode));
         decoder.Synchronize(stream, plan);
 
-        double? graphUs = null, graphMin = null, graphMax = null;
+        double? graphUs = null, graphMin = null, graphMax = null, singleUs = null;
         int? smClock = null;
         if (settings.Graphs)
         {
@@ -292,6 +292,8 @@ internal sealed class CudaBenchRunner : IDisposable
             graphUs = BenchMethod.GraphMicroseconds(replayMs, callsPerGraph);
             graphMin = perCall.Min();
             graphMax = perCall.Max();
+            singleUs = BenchFormulas.Median(TimeSingleCalls(rotations, Decode)) * 1000.0;
+            decoder.Synchronize(stream, plan);
         }
         else
         {
@@ -308,6 +310,8 @@ internal sealed class CudaBenchRunner : IDisposable
             GraphUs = graphUs,
             GraphUsMin = graphMin,
             GraphUsMax = graphMax,
+            SingleGraphUs = singleUs,
+            Launch = (decoder.MergeInKernel ? "merge-in-kernel" : "combine-kernel") + (decoder.DependentLaunch ? "+pdl" : ""),
             Rotations = rotations,
             CallsPerGraph = callsPerGraph,
             GraphReplays = settings.Graphs ? BenchMethod.TimedReplays : 0,
@@ -361,6 +365,60 @@ internal sealed class CudaBenchRunner : IDisposable
             times.Add(CudaEvent.ElapsedMilliseconds(start, end));
         }
         return times;
+    }
+
+    /// <summary>
+    /// One graph of a single decode call per rotation; after the warm-up replays, launches them in
+    /// turn (rotation i mod R, as the K-call graph does), each between two events and waited for;
+    /// returns the times in ms.
+    /// </summary>
+    private List<double> TimeSingleCalls(int rotations, Action<int> decode)
+    {
+        var context = _session.Context;
+        var stream = _session.Stream;
+        stream.Synchronize();
+        var graphs = new List<CudaGraph>();
+        var execs = new List<CudaGraphExec>();
+        try
+        {
+            for (var r = 0; r < rotations; r++)
+            {
+                var rotation = r;
+                graphs.Add(CudaGraph.Capture(stream, () => decode(rotation)));
+                execs.Add(graphs[^1].Instantiate());
+            }
+
+            var count = Math.Max(BenchMethod.TimedReplays, rotations);
+            for (var i = 0; i < BenchMethod.WarmupReplays * rotations; i++)
+            {
+                execs[i % rotations].Launch(stream);
+            }
+            stream.Synchronize();
+            using var start = CudaEvent.Create(context);
+            using var end = CudaEvent.Create(context);
+            var times = new List<double>(count);
+            for (var i = 0; i < count; i++)
+            {
+                start.Record(stream);
+                execs[i % rotations].Launch(stream);
+                end.Record(stream);
+                end.Synchronize();
+                times.Add(CudaEvent.ElapsedMilliseconds(start, end));
+            }
+            return times;
+        }
+        finally
+        {
+            foreach (var e in execs)
+            {
+                e.Dispose();
+            }
+
+            foreach (var g in graphs)
+            {
+                g.Dispose();
+            }
+        }
     }
 
     /// <summary>Runs <paramref name="body"/> <paramref name="count"/> times on the stream, each between two events; returns the times in ms.</summary>

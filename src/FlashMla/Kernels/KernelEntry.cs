@@ -42,15 +42,16 @@ public sealed class KernelEntry
     /// <param name="parameters">The parameters.</param>
     /// <param name="stream">The stream.</param>
     /// <param name="batch">The batch size, for kernels whose shared memory grows per request.</param>
+    /// <param name="dependentLaunch">Launch with programmatic stream serialization (PDL): the kernel may start before the previous one on the stream ends, and waits for it with <c>griddepcontrol.wait</c>.</param>
     /// <exception cref="InvalidOperationException"><typeparamref name="TParams"/> is not the struct the kernel declares, or the kernel needs more shared memory than the device has.</exception>
-    public void Launch<TParams>(Dim3 grid, in TParams parameters, CudaStream stream, int batch = 0)
+    public void Launch<TParams>(Dim3 grid, in TParams parameters, CudaStream stream, int batch = 0, bool dependentLaunch = false)
         where TParams : unmanaged
     {
         ArgumentNullException.ThrowIfNull(stream);
         CheckParams<TParams>();
         var bytes = Descriptor.SharedMemoryBytesFor(batch);
         EnsureSharedMemoryLimit(bytes);
-        Kernel.Launch(new LaunchConfig(grid, new Dim3((uint)Descriptor.Threads), bytes, stream), parameters);
+        Kernel.Launch(new LaunchConfig(grid, new Dim3((uint)Descriptor.Threads), bytes, stream) { ProgrammaticStreamSerialization = dependentLaunch }, parameters);
     }
 
     /// <summary>Raises the kernel's dynamic shared-memory limit to at least <paramref name="bytes"/>.</summary>

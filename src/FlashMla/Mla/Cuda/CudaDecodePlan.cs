@@ -33,7 +33,9 @@ public sealed class CudaDecodePlan : MlaDecodePlan, IDisposable
             Errors = Track(buffers, DeviceBuffer<ErrorRecord>.Allocate(context, 1));
             OAccum = Track(buffers, DeviceBuffer<float>.Allocate(context, checked(slots * kvHeads * rows * MlaDecodeValidation.SupportedHeadDimV)));
             LseAccum = Track(buffers, DeviceBuffer<float>.Allocate(context, checked(slots * kvHeads * rows)));
+            Merge = Track(buffers, DeviceBuffer<MergeCounters>.Allocate(context, checked(batch * (long)kvHeads * MergeRowTiles(RowsPerKvHead))));
             Errors.CopyFrom([ErrorRecord.Clean]);
+            Merge.CopyFrom(new MergeCounters[checked((int)Merge.Length)]);
         }
         catch
         {
@@ -50,7 +52,7 @@ public sealed class CudaDecodePlan : MlaDecodePlan, IDisposable
     public CudaContext Context { get; }
 
     /// <summary>Device bytes held by the plan.</summary>
-    public long WorkspaceBytes => Parts.SizeInBytes + NumSplits.SizeInBytes + Errors.SizeInBytes + OAccum.SizeInBytes + LseAccum.SizeInBytes;
+    public long WorkspaceBytes => Parts.SizeInBytes + NumSplits.SizeInBytes + Errors.SizeInBytes + OAccum.SizeInBytes + LseAccum.SizeInBytes + Merge.SizeInBytes;
 
     /// <summary>Whether the plan was disposed.</summary>
     public bool IsDisposed => Volatile.Read(ref _disposed) != 0;
@@ -65,6 +67,25 @@ public sealed class CudaDecodePlan : MlaDecodePlan, IDisposable
     internal DeviceBuffer<float> OAccum { get; }
 
     internal DeviceBuffer<float> LseAccum { get; }
+
+    /// <summary>The in-kernel merge's counters, one <see cref="MergeCounters"/> per (request, KV head, row tile of <see cref="MinRowsPerCta"/> rows); zero between decodes.</summary>
+    internal DeviceBuffer<MergeCounters> Merge { get; }
+
+    /// <summary>The fewest query rows a decode CTA takes (<c>kMinRowsPerCta</c>), which sizes <see cref="Merge"/>.</summary>
+    internal const int MinRowsPerCta = 16;
+
+    /// <summary>Row tiles per KV head the merge counters cover.</summary>
+    /// <param name="rowsPerKvHead">s_q · h_q / h_kv.</param>
+    /// <returns>ceil(rows / <see cref="MinRowsPerCta"/>).</returns>
+    internal static long MergeRowTiles(int rowsPerKvHead) => ((long)rowsPerKvHead + MinRowsPerCta - 1) / MinRowsPerCta;
+
+    /// <summary>Zeroes the merge counters (after a merge gave up and left them counting).</summary>
+    /// <param name="stream">The stream.</param>
+    internal void ResetMergeCounters(CudaStream stream)
+    {
+        Merge.CopyFromAsync(new MergeCounters[checked((int)Merge.Length)], stream);
+        stream.Synchronize();
+    }
 
     /// <summary>The decoder's record of this plan.</summary>
     internal CudaPlanBook Book => _book;
@@ -102,6 +123,7 @@ public sealed class CudaDecodePlan : MlaDecodePlan, IDisposable
         Errors.Dispose();
         OAccum.Dispose();
         LseAccum.Dispose();
+        Merge.Dispose();
     }
 
     private static DeviceBuffer<TE> Track<TE>(List<IDisposable> list, DeviceBuffer<TE> buffer)

@@ -133,6 +133,23 @@ public sealed class CudaMlaDecoder : IDisposable
     /// </summary>
     public bool CheckedMode { get; set; }
 
+    /// <summary>
+    /// When true (default), a decode is one kernel launch: the CTAs that computed the pieces of a
+    /// split request merge them at the end of the same kernel (split_merge.cuh), whenever the
+    /// kernel's grid fits on the device at once (it always does with the plan's part count). When
+    /// false, a separate combine kernel merges them after the split-KV kernel, as before; the
+    /// results are equal to within rounding. Read when a decode is enqueued.
+    /// </summary>
+    public bool MergeInKernel { get; set; } = true;
+
+    /// <summary>
+    /// When true (default) and the device is sm_90 or newer, decode kernels are launched with
+    /// programmatic dependent launch: a decode's prologue (reading its part of the plan,
+    /// prefetching its block-table row, initialising barriers) overlaps the end of the kernel
+    /// before it on the stream, such as the previous layer's decode. Read when a decode is enqueued.
+    /// </summary>
+    public bool DependentLaunch { get; set; } = true;
+
     /// <summary>The registered kernel paths in the order a call asks them, and whether each can run on this device.</summary>
     public IReadOnlyList<KernelPathStatus> KernelPaths =>
         [.. _paths.Select(p => new KernelPathStatus(p.Registration.Name, p.Registration.Module, KernelLibrary.For(Context).Target, p.Unavailable))];
@@ -294,7 +311,11 @@ public sealed class CudaMlaDecoder : IDisposable
         ArgumentNullException.ThrowIfNull(kCache);
         var launch = Prepare(q, kCache.Blocks, kCache.Format, blockTable, cacheSeqlens, plan, output, lse, stream, options, out var path);
         path.Enqueue(launch);
-        _shared.EnqueueCombine(launch);
+        if (!launch.MergeInKernel)
+        {
+            _shared.EnqueueCombine(launch);
+        }
+
         _plans.Decoded(plan, launch.Problem.Shape.NumBlocks, stream);
         if (CheckedMode && !stream.IsCapturing())
         {
@@ -503,8 +524,11 @@ public sealed class CudaMlaDecoder : IDisposable
         CudaDecodeValidation.RequireAddress(cacheSeqlens.Pointer, sizeof(int), nameof(cacheSeqlens));
         CudaDecodeValidation.RequireAddress(lse.Pointer, sizeof(float), nameof(lse));
         path = Select(problem);
+        var grid = path.Describe(problem, plan.NumParts).Grid;
         return new DecodeLaunch
         {
+            MergeInKernel = MergeInKernel && grid.Volume <= (ulong)Context.Device.MultiprocessorCount,
+            DependentLaunch = DependentLaunch && Context.Device.ComputeCapability.Major >= 9,
             Problem = problem,
             Q = q.Pointer,
             QLayout = q.Layout,

@@ -112,6 +112,11 @@ internal sealed class CudaPlanBook
 
             var error = BuildException(plan, record[0], geometry, numBlocks);
             plan.Errors.CopyFromAsync([ErrorRecord.Clean], stream);
+            if ((record[0].Flags & ErrorRecord.MergeFlag) != 0)
+            {
+                plan.ResetMergeCounters(stream);
+            }
+
             stream.Synchronize();
             first ??= error;
         }
@@ -130,6 +135,13 @@ internal sealed class CudaPlanBook
             return new InvalidOperationException(string.Create(
                 CultureInfo.InvariantCulture,
                 $"A decode kernel ({plan.Describe()}) was launched with less dynamic shared memory than the {record.SharedMemoryNeeded} bytes it needs and did nothing; its outputs are not meaningful. This is a bug in the launching code."));
+        }
+
+        if ((flags & ErrorRecord.MergeFlag) != 0)
+        {
+            return new InvalidOperationException(string.Create(
+                CultureInfo.InvariantCulture,
+                $"A decode kernel ({plan.Describe()}) gave up waiting for the pieces of a split request: its CTAs were not all resident at once (another process or stream holding SMs, or an SM limit such as MPS's). The outputs are not meaningful; the plan's merge counters were reset."));
         }
 
         var badSeqlen = (flags & (int)MlaInputError.SequenceLengthOutOfRange) != 0 && record.BadSeqlenRequest != int.MaxValue ? record.BadSeqlenRequest : -1;

@@ -19,7 +19,9 @@ namespace FlashMla.Mla.Cuda;
 /// through <see cref="Unavailable"/>. Its kernels take <see cref="DecodeParams"/> (or a struct
 /// that begins with it, built from <see cref="DecodeLaunch.CommonParams"/>) and write the final
 /// output of unsplit request pieces and the split workspace of split ones, exactly as
-/// decode_splitkv.cu does, so that the shared combine completes the call.
+/// decode_splitkv.cu does, and merge split requests themselves when
+/// <see cref="DecodeLaunch.MergeInKernel"/> (with split_merge.cuh); otherwise the shared combine
+/// completes the call.
 /// </remarks>
 internal interface IDecodeKernelPath
 {
@@ -40,7 +42,7 @@ internal interface IDecodeKernelPath
     /// <returns>The kernel and its grid.</returns>
     KernelPathInfo Describe(in MlaDecodeProblem problem, int numParts);
 
-    /// <summary>Enqueues the split-KV kernel of a call it supports (the decoder enqueues the combine after it).</summary>
+    /// <summary>Enqueues the split-KV kernel of a call it supports, with <see cref="DecodeLaunch.DependentLaunch"/> (the decoder enqueues the combine after it unless <see cref="DecodeLaunch.MergeInKernel"/>).</summary>
     /// <param name="launch">The call.</param>
     void Enqueue(in DecodeLaunch launch);
 }
@@ -163,6 +165,16 @@ internal readonly struct DecodeLaunch
 
     public required CudaStream Stream { get; init; }
 
+    /// <summary>
+    /// Whether the kernel merges the pieces of split requests itself (<c>DecodeParams.merge</c>
+    /// points to the plan's merge counters): the decoder does so when the grid fits on the device
+    /// at once. When false, the decoder enqueues the combine kernel after the split-KV kernel.
+    /// </summary>
+    public required bool MergeInKernel { get; init; }
+
+    /// <summary>Whether the split-KV kernel is launched with programmatic dependent launch (sm_90 and newer).</summary>
+    public required bool DependentLaunch { get; init; }
+
     /// <summary>The parameters every path's split-KV kernel takes (or begins with).</summary>
     /// <returns>The struct.</returns>
     public DecodeParams CommonParams()
@@ -185,6 +197,7 @@ internal readonly struct DecodeLaunch
             Parts = Plan.Parts.Pointer,
             NumSplits = Plan.NumSplits.Pointer,
             Error = Plan.Errors.Pointer,
+            Merge = MergeInKernel ? Plan.Merge.Pointer : 0,
             QBatchStride = qs[0],
             QSeqStride = qs[1],
             QHeadStride = qs[2],

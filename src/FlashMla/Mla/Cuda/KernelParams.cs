@@ -54,6 +54,9 @@ internal struct DecodeParams
     public ulong NumSplits;
     public ulong Error;
 
+    /// <summary>MergeCounters* [batch, h_kv, row tiles] of the in-kernel merge; 0 when decode_combine.cu merges.</summary>
+    public ulong Merge;
+
     public long QBatchStride;
     public long QSeqStride;
     public long QHeadStride;
@@ -91,6 +94,17 @@ internal struct DecodeParams
     public float ScaleLog2;
 
     public int Pad;
+}
+
+/// <summary><c>MergeCounters</c>: the arrival counters of one (request, KV head, row tile) of the in-kernel merge (split_merge.cuh).</summary>
+[StructLayout(LayoutKind.Sequential)]
+internal struct MergeCounters
+{
+    /// <summary>Pieces whose partial result is written.</summary>
+    public int Arrived;
+
+    /// <summary>Pieces whose CTA has merged its share.</summary>
+    public int Departed;
 }
 
 /// <summary><c>CombineParams</c> of <c>mla_decode_combine_bf16/fp16</c> (decode_combine.cu).</summary>
@@ -156,6 +170,9 @@ internal struct ErrorRecord
     /// <summary>The <see cref="Flags"/> bit of a launch with too little dynamic shared memory (<c>kErrorSharedMemory</c>); bits 0 and 1 are <see cref="MlaInputError"/> values.</summary>
     public const int SharedMemoryFlag = 4;
 
+    /// <summary>The <see cref="Flags"/> bit of an in-kernel merge that gave up waiting for a split request's pieces (<c>kErrorMerge</c>).</summary>
+    public const int MergeFlag = 8;
+
     /// <summary>ErrorFlag bits.</summary>
     public int Flags;
 
@@ -184,8 +201,6 @@ internal struct DecodeParamsSm90
 
     /// <summary>A copy of the tensor map in global memory to read instead of <see cref="KMap"/>; 0: read KMap in place.</summary>
     public ulong KMapGlobal;
-
-    public ulong Pad;
 
     /// <summary>4-D (column, slot in page, KV head, block), box 64 × 64 × 1 × 1, 128-byte swizzle.</summary>
     public TensorMap KMap;

@@ -127,7 +127,7 @@ internal sealed class MmaSyncPath : IDecodeKernelPath
     public void Enqueue(in DecodeLaunch launch)
     {
         var variant = Variant(launch.Problem);
-        variant.Launch(Grid(launch.Problem.Shape, variant.Descriptor.RowsPerCta, launch.Plan.NumParts), launch.CommonParams(), launch.Stream);
+        variant.Launch(Grid(launch.Problem.Shape, variant.Descriptor.RowsPerCta, launch.Plan.NumParts), launch.CommonParams(), launch.Stream, dependentLaunch: launch.DependentLaunch);
     }
 
     private KernelEntry Variant(in MlaDecodeProblem problem)

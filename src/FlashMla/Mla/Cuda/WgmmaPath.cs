@@ -164,7 +164,7 @@ internal sealed class WgmmaPath : IDecodeKernelPath
     {
         var entry = Entry(launch.Problem);
         var parameters = new DecodeParamsSm90 { D = launch.CommonParams(), KMap = TensorMapOf(launch) };
-        entry.Launch(DecodePathRules.Grid(launch.Problem.Shape, entry.Descriptor.RowsPerCta, launch.Plan.NumParts), parameters, launch.Stream);
+        entry.Launch(DecodePathRules.Grid(launch.Problem.Shape, entry.Descriptor.RowsPerCta, launch.Plan.NumParts), parameters, launch.Stream, dependentLaunch: launch.DependentLaunch);
     }
 
     /// <summary>
