@@ -20,6 +20,10 @@
 #             along; without it only our bench runs, on the built-in suites.
 #   bench     (not in the default list) `flashmla bench` on the built-in throughput and latency
 #             suites, into suites.json
+#   append    (not in the default list) `flashmla bench-append`: KV cache appends of n in {1, 16,
+#             128, 1024, 16384, 131072} bf16 tokens (latent form, then split form), graph-replay
+#             timing and GB/s as a share of the same run's copy bandwidth, into append-latent.json
+#             and append-split.json (log: bench-append.log)
 #   launch    (not in the default list) the latency cases side by side with FlashMLA, ours three
 #             ways: as shipped (merge in the decode kernel, programmatic dependent launch), with
 #             the separate combine kernel (FLASHMLA_SPLIT_MERGE=combine), and without PDL
@@ -120,6 +124,29 @@ step_bench() {
   note bench "throughput + latency rc=$? $(report "$out/suites.json")"
 }
 
+step_append() {
+  local form rc
+  for form in latent split; do
+    "$run" flashmla bench-append --form "$form" --output "$out/append-$form.json" >>"$out/bench-append.log" 2>&1
+    rc=$?
+    note append "$form rc=$rc $(append_summary "$out/append-$form.json")"
+  done
+}
+
+# "n=1: 2.1us 1% ..." per case of a bench-append result file: graph_us and the share of copy bandwidth.
+append_summary() {
+  command -v python3 >/dev/null 2>&1 || { echo "(no python3 to read $(basename "$1"))"; return; }
+  python3 - "$1" <<'PY' 2>&1 | tail -1
+import json, sys
+try:
+    records = json.load(open(sys.argv[1]))
+except Exception as e:
+    print(f"no result: {e}"); sys.exit()
+cases = [r for r in records if r.get("kind") == "append"]
+print(" ".join(f"n={r['n']}: {r['graph_us']:.2f}us {r['gbps_pct_of_copy'] or 0:.0f}%" for r in cases) or "no case")
+PY
+}
+
 # One line about a result file (cases timed, SM clock, copy GB/s), through scripts/bench-report.py.
 report() {
   if command -v python3 >/dev/null 2>&1; then
@@ -213,7 +240,7 @@ step_launch() {
 
 for s in "${steps[@]}"; do
   case "$s" in
-    info|sass|tests|sanitize|verify|anchor|bench|launch) echo "== $s" >&2; "step_$s" ;;
+    info|sass|tests|sanitize|verify|anchor|bench|append|launch) echo "== $s" >&2; "step_$s" ;;
     *) echo "error: unknown step '$s'" >&2; exit 2 ;;
   esac
 done

@@ -213,8 +213,9 @@ constexpr int kRopeDim = kMaxHeadDim - kHeadDimV;
 constexpr int kPaddingSlot = -1;
 // Flag of KvAppendErrorRecord::flags: a slot outside [-1, num_blocks · page_block_size). The value
 // is MlaInputError.SlotOutOfRange, past the decode's flags so that the two never mix.
-constexpr int kErrorSlot = 8;
-static_assert((kErrorSlot & (kErrorSeqlen | kErrorBlockId | kErrorSharedMemory)) == 0, "the slot flag is a bit of its own");
+constexpr int kErrorSlot = 16;
+static_assert((kErrorSlot & (kErrorSeqlen | kErrorBlockId | kErrorSharedMemory | kErrorMerge)) == 0,
+              "the slot flag is a bit of its own");
 
 #define FMLA_KV_APPEND_CONSTANTS_FIELDS(X) \
     X(int, nope_dim)                       \

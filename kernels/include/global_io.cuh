@@ -1,8 +1,9 @@
 // global_io.cuh: 16-byte global-memory moves, the unit of the copy kernels.
 //
-// A Vec16 is four 32-bit words; load16_stream reads one through the non-coherent path without
-// allocating it in L1 (the source of a copy is read once), store16 writes one with the default
-// policy (so that a cache page just written can be read from L2 by the next kernel).
+// A Vec16 is four 32-bit words; load16_stream reads one through the non-coherent (read-only)
+// path, store16 writes one with the default policy (so that a cache page just written can be
+// read from L2 by the next kernel). Only qualifiers of PTX ISA 7.0 (what clang-19 emits for
+// sm_80) are used: no eviction-priority hints.
 #pragma once
 #include "base.cuh"
 
@@ -18,7 +19,7 @@ static_assert(sizeof(Vec16) == kVecBytes, "Vec16 is one 16-byte vector");
 // Reads 16 bytes at a 16-byte aligned global address that no kernel writes while this one runs.
 FMLA_DEVICE Vec16 load16_stream(const void* p) {
     Vec16 v;
-    asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
+    asm volatile("ld.global.nc.v4.u32 {%0, %1, %2, %3}, [%4];"
                  : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
                  : "l"(p));
     return v;

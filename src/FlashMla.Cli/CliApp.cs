@@ -40,6 +40,7 @@ internal static class CliApp
         root.Subcommands.Add(DecodeCommand.Create(context));
         root.Subcommands.Add(VerifyCommand.Create(context));
         root.Subcommands.Add(BenchCommand.Create(context));
+        root.Subcommands.Add(BenchAppendCommand.Create(context));
         return root;
     }
 

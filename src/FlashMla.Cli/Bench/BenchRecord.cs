@@ -133,6 +133,16 @@ internal sealed class BenchRunInfo
         "shuffled block table; one CUDA graph of K = max(R, 8) decode calls, call i on rotation i mod R; 3 warm-up replays, " +
         "15 timed replays, each waited for; graph_us = median of (replay time / K); the plan is updated once, outside the graph";
 
+    /// <summary>The timing method of the appends of <c>flashmla bench-append</c>.</summary>
+    public const string AppendMethod =
+        "sources, pages and slot mappings in R rotations (R copies >= 4x L2, R <= 64, R copies <= half the free memory), each " +
+        "rotation's tokens on distinct random slots of its own pages; one CUDA graph of K = max(R, 8) appends, call i on rotation " +
+        "i mod R; 3 warm-up replays, 15 timed replays, each waited for; graph_us = median of (replay time / K); " +
+        "bytes = 2 * n * h_kv * 576 * e + 4 * n (rows read and written, slots read)";
+
+    /// <summary>What was timed and how: <see cref="Method"/> (decode) or <see cref="AppendMethod"/>.</summary>
+    public string MethodText { get; init; } = Method;
+
     public required string Gpu { get; init; }
     public required string PciBusId { get; init; }
     public required string ComputeCapability { get; init; }
@@ -177,7 +187,7 @@ internal sealed class BenchRunInfo
         StringOrNull(writer, "clock_note", ClockNote);
         writer.Number("copy_gbps", CopyGBps);
         writer.WriteNumber("cases", Cases);
-        writer.WriteString("method", Method);
+        writer.WriteString("method", MethodText);
         writer.WriteString("commit", Commit);
         writer.WriteString("started_utc", StartedUtc.UtcDateTime.ToString("yyyy-MM-ddTHH:mm:ssZ", System.Globalization.CultureInfo.InvariantCulture));
         writer.WriteEndObject();

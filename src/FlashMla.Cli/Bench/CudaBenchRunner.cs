@@ -4,6 +4,7 @@ using FlashMla.Cli.Backends;
 using FlashMla.Cli.Output;
 using FlashMla.Cuda;
 using FlashMla.Mla;
+using FlashMla.Mla.Cuda;
 using FlashMla.Numerics;
 using FlashMla.Tensors;
 using FlashMla.Testing;
@@ -29,6 +30,7 @@ internal sealed class CudaBenchRunner : IDisposable
     private const long RandomChunkElements = 4L << 20;
 
     private readonly CudaSession _session;
+    private CudaKvCacheWriter? _writer;
 
     private CudaBenchRunner(CudaSession session) => _session = session;
 
@@ -88,7 +90,113 @@ internal sealed class CudaBenchRunner : IDisposable
             : Run<Half>(benchCase, settings, copyGbps, commit, readSmClock, status);
     }
 
-    public void Dispose() => _session.Dispose();
+    /// <summary>
+    /// Times one KV cache append case: the sources, pages and slot mappings in R rotations
+    /// (<see cref="BenchMethod.Rotations"/> over <see cref="AppendBenchCase.BytesPerRotation"/>),
+    /// appends per call with events (<c>ms</c>), then one graph of K appends replayed (<c>graph_us</c>).
+    /// </summary>
+    public AppendBenchRecord RunAppend(AppendBenchCase benchCase, BenchSettings settings, double copyGbps, string commit, Func<int?> readSmClock, Action<string> status)
+    {
+        ArgumentNullException.ThrowIfNull(benchCase);
+        ArgumentNullException.ThrowIfNull(settings);
+        ArgumentNullException.ThrowIfNull(readSmClock);
+        ArgumentNullException.ThrowIfNull(status);
+        return benchCase.ElementType == ElementType.BFloat16
+            ? RunAppend<BFloat16>(benchCase, settings, copyGbps, commit, readSmClock, status)
+            : RunAppend<Half>(benchCase, settings, copyGbps, commit, readSmClock, status);
+    }
+
+    public void Dispose()
+    {
+        _writer?.Dispose();
+        _session.Dispose();
+    }
+
+    private AppendBenchRecord RunAppend<T>(AppendBenchCase c, BenchSettings settings, double copyGbps, string commit, Func<int?> readSmClock, Action<string> status)
+        where T : unmanaged
+    {
+        var context = _session.Context;
+        var stream = _session.Stream;
+        var writer = _writer ??= new CudaKvCacheWriter(context);
+        var rng = new Gaussian(c.Seed);
+        var l2 = Math.Max(1L, context.Device.L2CacheSizeBytes);
+        var (freeBytes, _) = context.GetMemoryInfo();
+        var rotations = BenchMethod.Rotations(c.BytesPerRotation, l2, (long)freeBytes);
+        var callsPerGraph = BenchMethod.CallsPerGraph(rotations);
+        status($"    {TableOut.Bytes(c.Bytes)} moved per append, {rotations} rotation(s) ({TableOut.Bytes(rotations * c.BytesPerRotation)} vs L2 {TableOut.Bytes(l2)}), " +
+               $"{callsPerGraph} appends per graph, {writer.GridFor(c.Tokens, c.KvHeads)} CTAs of {writer.Kernel.Threads} threads");
+
+        var n = c.Tokens;
+        var rowElements = (long)n * c.KvHeads * AppendBenchCase.HeadDim;
+        var compressed = MlaDecodeValidation.SupportedHeadDimV;
+        var rope = AppendBenchCase.HeadDim - compressed;
+        var pages = rotations * c.PagesPerRotation;
+        using var kCache = DeviceBuffer<T>.Allocate(context, pages * c.PageBlockSize * c.KvHeads * AppendBenchCase.HeadDim);
+        using var sources = DeviceBuffer<T>.Allocate(context, rotations * rowElements);
+        using var slotBuffer = DeviceBuffer<int>.FromHost(context, c.SlotMappings(rotations, span => rng.Shuffle(span)));
+        kCache.MemsetAsync(0, stream);
+        FillRandom(sources, rng);
+        var cacheTensor = kCache.AsTensor(pages, c.PageBlockSize, c.KvHeads, AppendBenchCase.HeadDim);
+        var elementSize = (ulong)Marshal.SizeOf<T>();
+        var latent = new DeviceTensor<T>[rotations];
+        var nope = new DeviceTensor<T>[rotations];
+        var ropes = new DeviceTensor<T>[rotations];
+        var slots = new DeviceTensor<int>[rotations];
+        for (var r = 0; r < rotations; r++)
+        {
+            // The split form reads the same memory as two tensors: [n, h_kv, 512] of rotation r's
+            // first part and [n, h_kv, 64] of its second.
+            var at = sources.Pointer + ((ulong)(r * rowElements) * elementSize);
+            latent[r] = new DeviceTensor<T>(at, TensorLayout.Contiguous(n, c.KvHeads, AppendBenchCase.HeadDim));
+            nope[r] = new DeviceTensor<T>(at, TensorLayout.Contiguous(n, c.KvHeads, compressed));
+            ropes[r] = new DeviceTensor<T>(at + ((ulong)((long)n * c.KvHeads * compressed) * elementSize), TensorLayout.Contiguous(n, c.KvHeads, rope));
+            slots[r] = new DeviceTensor<int>(slotBuffer.Pointer + ((ulong)((long)r * n) * sizeof(int)), TensorLayout.Contiguous(n));
+        }
+
+        void Append(int call)
+        {
+            var r = call % rotations;
+            if (c.Split)
+            {
+                writer.Append(nope[r], ropes[r], slots[r], cacheTensor, stream);
+            }
+            else
+            {
+                writer.Append(latent[r], slots[r], cacheTensor, stream);
+            }
+        }
+
+        for (var i = 0; i < settings.Warmup; i++)
+        {
+            Append(i);
+        }
+        writer.Synchronize(stream);
+        var ms = BenchFormulas.Median(TimeEach(settings.Iterations, Append));
+        writer.Synchronize(stream);
+
+        int? smClock = null;
+        var replayMs = TimeGraph(callsPerGraph, Append, () => smClock = readSmClock());
+        writer.Synchronize(stream);
+        var perCall = BenchMethod.PerCallMicroseconds(replayMs, callsPerGraph);
+        return new AppendBenchRecord
+        {
+            Case = c,
+            Ms = ms,
+            GraphUs = BenchMethod.GraphMicroseconds(replayMs, callsPerGraph),
+            GraphUsMin = perCall.Min(),
+            GraphUsMax = perCall.Max(),
+            Rotations = rotations,
+            CallsPerGraph = callsPerGraph,
+            GraphReplays = BenchMethod.TimedReplays,
+            Iterations = settings.Iterations,
+            CopyGBps = copyGbps,
+            Ctas = writer.GridFor(c.Tokens, c.KvHeads),
+            Threads = writer.Kernel.Threads,
+            SmClockMhz = smClock,
+            Gpu = GpuName,
+            Commit = commit,
+        };
+    }
 
     private BenchRecord Run<T>(BenchCase benchCase, BenchSettings settings, double copyGbps, string commit, Func<int?> readSmClock, Action<string> status)
         where T : unmanaged

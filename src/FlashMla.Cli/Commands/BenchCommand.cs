@@ -190,57 +190,9 @@ internal static class BenchCommand
             }
 
             var commit = CommitInfo.Get();
-            var device = runner.Device;
-            NvmlDevice? nvml = null;
-            string? clockNote = null;
-            if (NvmlDevice.TryOpen(device.PciLocation, device.Ordinal, out var opened, out var nvmlReason))
-            {
-                nvml = opened;
-                clockNote = nvmlReason.Length > 0 ? nvmlReason : null;
-                if (clockNote is not null)
-                {
-                    context.Diag($"warning: NVML: {clockNote}");
-                }
-            }
-            else
-            {
-                clockNote = $"NVML unavailable: {nvmlReason}";
-                context.Diag($"warning: the SM clock and the driver version are not recorded (null in the JSON): {clockNote}");
-            }
-
+            var (run, nvml, readSmClock) = StartRun(context, runner, commit, cases.Count, BenchRunInfo.Method);
             using (nvml)
             {
-                int? ReadSmClock()
-                {
-                    if (nvml is null)
-                    {
-                        return null;
-                    }
-                    var mhz = nvml.SmClockMhz();
-                    if (mhz is null && nvml.LastError is { } error)
-                    {
-                        context.Diag($"warning: SM clock not read: {error}");
-                    }
-                    return mhz;
-                }
-
-                var run = new BenchRunInfo
-                {
-                    Gpu = runner.GpuName,
-                    PciBusId = device.PciLocation,
-                    ComputeCapability = device.ComputeCapability.ToString(),
-                    Multiprocessors = device.MultiprocessorCount,
-                    L2Bytes = device.L2CacheSizeBytes,
-                    CudaDriverVersion = device.Driver.VersionString,
-                    Commit = commit,
-                    StartedUtc = DateTimeOffset.UtcNow,
-                    DriverVersion = nvml?.DriverVersion,
-                    SmClockMhzStart = ReadSmClock(),
-                    SmClockMaxMhz = nvml?.MaxSmClockMhz(),
-                    MemClockMhz = nvml?.MemoryClockMhz(),
-                    ClockNote = clockNote,
-                    Cases = cases.Count,
-                };
                 context.Diag($"bench: {cases.Count} case(s) on {runner.GpuName} (driver {run.DriverVersion ?? "?"}, CUDA {run.CudaDriverVersion}, " +
                              $"SM clock {Mhz(run.SmClockMhzStart)} of max {Mhz(run.SmClockMaxMhz)}), kernel path {runner.KernelPath}, commit {commit}");
                 context.Diag("measuring device-to-device copy bandwidth (1 GiB)...");
@@ -255,7 +207,7 @@ internal static class BenchCommand
                     context.Diag($"[{i + 1}/{cases.Count}] {benchCase.Name} ({benchCase.Suite}: {benchCase.Spec.Describe()})");
                     try
                     {
-                        var record = runner.Run(benchCase, settings, run.CopyGBps, commit, ReadSmClock, context.Diag);
+                        var record = runner.Run(benchCase, settings, run.CopyGBps, commit, readSmClock, context.Diag);
                         records.Add(record);
                         context.Diag(
                             $"    graph {(record.GraphUs is { } g ? TableOut.F(g, 2) : "-")} us/call (R {record.Rotations}, K {record.CallsPerGraph}), " +
@@ -268,7 +220,7 @@ internal static class BenchCommand
                         failures++;
                         context.Diag($"    error: {e.GetType().Name}: {e.Message}");
                     }
-                    run.SmClockMhzEnd = ReadSmClock();
+                    run.SmClockMhzEnd = readSmClock();
                     if (output is not null)
                     {
                         // Rewritten after every case, so that an interrupted run keeps what it measured.
@@ -306,6 +258,65 @@ internal static class BenchCommand
         }
     }
 
+    /// <summary>
+    /// Opens NVML on the runner's device (null with the reason on standard error when it cannot)
+    /// and fills the run record: the machine, the driver, the clocks at the start.
+    /// </summary>
+    internal static (BenchRunInfo Run, NvmlDevice? Nvml, Func<int?> ReadSmClock) StartRun(CliContext context, CudaBenchRunner runner, string commit, int cases, string method)
+    {
+        var device = runner.Device;
+        NvmlDevice? nvml = null;
+        string? clockNote = null;
+        if (NvmlDevice.TryOpen(device.PciLocation, device.Ordinal, out var opened, out var nvmlReason))
+        {
+            nvml = opened;
+            clockNote = nvmlReason.Length > 0 ? nvmlReason : null;
+            if (clockNote is not null)
+            {
+                context.Diag($"warning: NVML: {clockNote}");
+            }
+        }
+        else
+        {
+            clockNote = $"NVML unavailable: {nvmlReason}";
+            context.Diag($"warning: the SM clock and the driver version are not recorded (null in the JSON): {clockNote}");
+        }
+
+        int? ReadSmClock()
+        {
+            if (nvml is null)
+            {
+                return null;
+            }
+            var mhz = nvml.SmClockMhz();
+            if (mhz is null && nvml.LastError is { } error)
+            {
+                context.Diag($"warning: SM clock not read: {error}");
+            }
+            return mhz;
+        }
+
+        var run = new BenchRunInfo
+        {
+            Gpu = runner.GpuName,
+            PciBusId = device.PciLocation,
+            ComputeCapability = device.ComputeCapability.ToString(),
+            Multiprocessors = device.MultiprocessorCount,
+            L2Bytes = device.L2CacheSizeBytes,
+            CudaDriverVersion = device.Driver.VersionString,
+            Commit = commit,
+            StartedUtc = DateTimeOffset.UtcNow,
+            DriverVersion = nvml?.DriverVersion,
+            SmClockMhzStart = ReadSmClock(),
+            SmClockMaxMhz = nvml?.MaxSmClockMhz(),
+            MemClockMhz = nvml?.MemoryClockMhz(),
+            ClockNote = clockNote,
+            Cases = cases,
+            MethodText = method,
+        };
+        return (run, nvml, ReadSmClock);
+    }
+
     /// <summary>The run as a note and a table of its cases (the table, Markdown and CSV formats).</summary>
     internal static Report TableReport(BenchRunInfo run, string kernelPath, IReadOnlyList<BenchRecord> records)
     {
@@ -331,7 +342,7 @@ internal static class BenchCommand
         return report;
     }
 
-    private static string Mhz(int? mhz) => mhz is { } m ? Str(m) + " MHz" : "?";
+    internal static string Mhz(int? mhz) => mhz is { } m ? Str(m) + " MHz" : "?";
 
     private static string Str(int value) => value.ToString(CultureInfo.InvariantCulture);
 

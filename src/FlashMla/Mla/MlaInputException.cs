@@ -16,8 +16,9 @@ public enum MlaInputError
     BlockIdOutOfRange = 2,
 
     /// <summary>A KV cache append's slot mapping holds a slot outside <c>[0, num_blocks · page_block_size)</c>
-    /// that is not the padding slot −1 (error flag bit 3 of the append's record).</summary>
-    SlotOutOfRange = 8,
+    /// that is not the padding slot −1 (error flag bit 4 of the append's record; bit 3 is the
+    /// decode's merge flag).</summary>
+    SlotOutOfRange = 16,
 }
 
 /// <summary>

@@ -63,7 +63,7 @@ public sealed class CudaKvCacheWriter : IDisposable
     /// <summary>The context.</summary>
     public CudaContext Context { get; }
 
-    /// <summary>The append kernel's descriptor (threads, token rows per CTA).</summary>
+    /// <summary>The append kernel's descriptor (threads, token rows per CTA: 8 threads per row of 16-byte vectors).</summary>
     public KernelDescriptor Kernel => _kernel.Descriptor;
 
     /// <summary>
@@ -76,6 +76,8 @@ public sealed class CudaKvCacheWriter : IDisposable
     /// <param name="tokens">n.</param>
     /// <param name="kvHeads">h_kv.</param>
     /// <returns>The CTA count (0 for n = 0: nothing is launched).</returns>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="tokens"/> is negative or <paramref name="kvHeads"/> is not positive.</exception>
+    /// <exception cref="OverflowException">The grid would exceed <see cref="int.MaxValue"/> CTAs.</exception>
     public int GridFor(int tokens, int kvHeads)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(tokens);

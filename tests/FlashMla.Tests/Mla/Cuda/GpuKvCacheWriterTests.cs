@@ -1,4 +1,5 @@
 using FlashMla.Cuda;
+using FlashMla.Kernels;
 using FlashMla.Mla;
 using FlashMla.Mla.Cpu;
 using FlashMla.Mla.Cuda;
@@ -163,6 +164,95 @@ public abstract class GpuKvCacheWriterTests<T>(GpuFixture gpu)
             writer.Synchronize(stream);
             _cpu.Append(c.CompressedKv, c.Rope, KvAppendCase<T>.SlotTensor(slots, false), c.KCache);
             KvAppendCase<T>.AssertBitwiseEqual(c.KCache.Span, device.ReadCache(stream), $"{c.Description} (replay {replay})");
+        }
+    }
+
+    [Fact]
+    public void DecodeStep_AppendPlanAndDecode_InOneGraph_MatchesTheReference()
+    {
+        // Four requests with prefixes of 10, 31, 0 and 47 tokens on random pages of 16; each step
+        // appends one token per request, updates the plan and decodes, all in one captured graph
+        // that is replayed with the next step's slots and lengths in the same device buffers.
+        var decoder = gpu.RequireDecoder();
+        var context = decoder.Context;
+        using var writer = new CudaKvCacheWriter(context);
+        using var stream = CudaStream.Create(context, nonBlocking: true);
+        const int batch = 4, heads = 16, page = 16, maxBlocks = 4, numBlocks = batch * maxBlocks, width = 576;
+        int[] lengths = [10, 31, 0, 47];
+        var seed = TestSeeds.Next();
+        var rng = new Gaussian(seed);
+        var pages = Enumerable.Range(0, numBlocks).ToArray();
+        rng.Shuffle(pages.AsSpan());
+        var blockTable = new HostTensor<int>(pages, TensorLayout.Contiguous(batch, maxBlocks));
+        int SlotOf(int request, int position) => (pages[(request * maxBlocks) + (position / page)] * page) + (position % page);
+
+        // The prefixes, written by the CPU writer into a NaN-poisoned cache.
+        var kCache = TestTensors.AllocatePoisoned<T>(false, numBlocks, page, 1, width);
+        var prefixSlots = Enumerable.Range(0, batch).SelectMany(r => Enumerable.Range(0, lengths[r]).Select(p => SlotOf(r, p))).ToArray();
+        var prefix = HostTensor<T>.Create(prefixSlots.Length, width);
+        RandomInputs.Fill<T>(prefix.Span, rng);
+        _cpu.Append(prefix, KvAppendCase<T>.SlotTensor(prefixSlots, false), kCache);
+
+        using var dCache = DeviceBuffer<T>.FromHost(context, kCache.Span);
+        using var dTable = DeviceBuffer<int>.FromHost(context, pages);
+        using var dSeqlens = DeviceBuffer<int>.Allocate(context, batch);
+        using var dSlots = DeviceBuffer<int>.Allocate(context, batch);
+        using var dLatent = DeviceBuffer<T>.Allocate(context, batch * width);
+        using var dQ = DeviceBuffer<T>.Allocate(context, batch * heads * width);
+        using var dOut = DeviceBuffer<T>.Allocate(context, batch * heads * 512);
+        using var dLse = DeviceBuffer<float>.Allocate(context, batch * heads);
+        using var plan = decoder.CreatePlan(batch, 1, heads, 1);
+        var cacheTensor = dCache.AsTensor(numBlocks, page, 1, width);
+        var seqlensTensor = dSeqlens.AsTensor(batch);
+        var qTensor = dQ.AsTensor(batch, 1, heads, width);
+        stream.Synchronize();
+        using var graph = CudaGraph.Capture(stream, () =>
+        {
+            writer.Append(dLatent.AsTensor(batch, width), dSlots.AsTensor(batch), cacheTensor, stream);
+            decoder.UpdatePlan(plan, seqlensTensor, maxBlocks, page, stream);
+            decoder.Decode(qTensor, cacheTensor, dTable.AsTensor(batch, maxBlocks), seqlensTensor, plan, dOut.AsTensor(batch, 1, heads, 512), dLse.AsTensor(batch, heads, 1), stream);
+        });
+        using var exec = graph.Instantiate();
+
+        for (var step = 0; step < 3; step++)
+        {
+            var slots = Enumerable.Range(0, batch).Select(r => SlotOf(r, lengths[r])).ToArray();
+            for (var r = 0; r < batch; r++)
+            {
+                lengths[r]++;
+            }
+
+            var latent = HostTensor<T>.Create(batch, width);
+            RandomInputs.Fill<T>(latent.Span, rng);
+            var q = HostTensor<T>.Create(batch, 1, heads, width);
+            RandomInputs.Fill<T>(q.Span, rng);
+            dSlots.CopyFromAsync(slots, stream);
+            dSeqlens.CopyFromAsync(lengths, stream);
+            dLatent.CopyFromAsync(latent.Span, stream);
+            dQ.CopyFromAsync(q.Span, stream);
+            DeviceFill.PoisonWithNaN(dOut, stream);
+            DeviceFill.PoisonWithNaN(dLse, stream);
+            exec.Launch(stream);
+            writer.Synchronize(stream);
+            decoder.Synchronize(stream, plan);
+
+            _cpu.Append(latent, KvAppendCase<T>.SlotTensor(slots, false), kCache);
+            var cache = new T[kCache.Span.Length];
+            dCache.CopyTo(cache, stream);
+            KvAppendCase<T>.AssertBitwiseEqual(kCache.Span, cache, $"cache after step {step} (seed {seed})");
+
+            var output = new T[batch * heads * 512];
+            dOut.CopyTo(output, stream);
+            var lse = new float[batch * heads];
+            dLse.CopyTo(lse, stream);
+            var seqlens = new HostTensor<int>(lengths.ToArray(), TensorLayout.Contiguous(batch));
+            var reference = NaiveMlaReference.Compute(q, kCache, blockTable, seqlens, new MlaDecodeOptions());
+            Compare.AssertDecode(
+                reference,
+                new HostTensor<T>(output, TensorLayout.Contiguous(batch, 1, heads, 512)),
+                new HostTensor<float>(lse, TensorLayout.Contiguous(batch, heads, 1)),
+                Tolerance.ForOutput(ElementTypes.Of<T>(nameof(T)), roundsProbabilities: true),
+                $"decode step {step}, lengths [{string.Join(", ", lengths)}], seed {seed}");
         }
     }
 
