@@ -142,8 +142,9 @@ internal static class BenchAppendCommand
                 }
                 else
                 {
-                    context.Out.WriteLine($"GPU: {run.Gpu}; CUDA {run.CudaDriverVersion}; SM clock {BenchCommand.Mhz(run.SmClockMhzStart)} -> {BenchCommand.Mhz(run.SmClockMhzEnd)}; D2D copy: {TableOut.F(run.CopyGBps, 1)} GB/s; commit {run.Commit}");
-                    var table = TableOut.Create("case", "graph us", "ms", "GB/s", "% copy", "CTAs", "R", "K");
+                    var report = new Report();
+                    report.Note($"GPU: {run.Gpu}; CUDA {run.CudaDriverVersion}; SM clock {BenchCommand.Mhz(run.SmClockMhzStart)} -> {BenchCommand.Mhz(run.SmClockMhzEnd)}; D2D copy: {TableOut.F(run.CopyGBps, 1)} GB/s; commit {run.Commit}");
+                    var table = report.Table(null, "case", "graph us", "ms", "GB/s", "% copy", "CTAs", "R", "K");
                     foreach (var r in records)
                     {
                         table.Row(
@@ -156,7 +157,7 @@ internal static class BenchAppendCommand
                             r.Rotations.ToString(System.Globalization.CultureInfo.InvariantCulture),
                             r.CallsPerGraph.ToString(System.Globalization.CultureInfo.InvariantCulture));
                     }
-                    context.OutConsole.Write(table);
+                    report.Write(context, format);
                 }
                 return failures == 0 ? ExitCodes.Success : ExitCodes.Failure;
             }
