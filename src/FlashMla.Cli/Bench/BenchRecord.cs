@@ -35,7 +35,7 @@ internal sealed record BenchRecord
     /// </summary>
     public double? SingleGraphUs { get; init; }
 
-    /// <summary>Whether the decoder merged split requests inside the decode kernel (one launch per call) and launched with programmatic dependent launch.</summary>
+    /// <summary>The decoder's launch settings: whether it may merge split requests inside the decode kernel (it does for b ≤ 4 on the mma.sync family) and whether it launches with programmatic dependent launch.</summary>
     public string? Launch { get; init; }
 
     public required int Rotations { get; init; }

@@ -54,6 +54,11 @@ internal sealed class KvAppendCase<T>
     /// <param name="headAxis">Give the sources a head dimension even when h_kv = 1.</param>
     public static KvAppendCase<T> Create(int tokens, int numBlocks, int page, int kvHeads, int headDim, bool padded, int paddingTokens, int seed, bool headAxis = false)
     {
+        if (tokens > numBlocks * page)
+        {
+            throw new ArgumentOutOfRangeException(nameof(tokens), tokens, $"{tokens} tokens need distinct slots; the cache has {numBlocks} × {page}.");
+        }
+
         var rng = new Gaussian(seed);
         var description = $"n={tokens} blocks={numBlocks} page={page} h_kv={kvHeads} d={headDim} padded={padded} padding={paddingTokens} {TestTensors.DTypeName<T>()} seed={seed}";
         var kCache = TestTensors.AllocatePoisoned<T>(padded, numBlocks, page, kvHeads, headDim);

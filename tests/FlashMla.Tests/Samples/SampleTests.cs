@@ -103,6 +103,12 @@ public sealed partial class SampleTests
         var outputFolder = Path.GetRelativePath(Path.GetDirectoryName(testsProject)!, AppContext.BaseDirectory);
         var root = Path.GetFullPath(Path.Combine(Path.GetDirectoryName(testsProject)!, "..", ".."));
         var executable = Path.Combine(root, "samples", "Interop", outputFolder, "Interop");
+        var builtTree = AppContext.BaseDirectory.StartsWith(Path.Combine(Path.GetDirectoryName(testsProject)!, "bin"), StringComparison.Ordinal);
+        if (!builtTree && !File.Exists(executable + ".dll"))
+        {
+            Assert.Skip($"the tests run from {AppContext.BaseDirectory}, not from the solution's build output (a bundle run), so samples/Interop is not built next to them");
+        }
+
         Assert.True(File.Exists(executable + ".dll"), $"samples/Interop is not built at {executable}.dll; build the solution (dotnet build) first.");
         return executable;
     }

@@ -31,7 +31,7 @@ public abstract class GpuKvCacheWriterTests<T>(GpuFixture gpu)
         { 33, 3, 64, 1, 576, true, 2 },
         { 128, 3, 64, 1, 576, false, 10 },
         { 17, 4, 8, 2, 576, false, 1 },
-        { 45, 6, 5, 3, 576, true, 4 },
+        { 45, 10, 5, 3, 576, true, 4 },
         { 70, 3, 32, 1, 512, false, 5 },
         { 9, 2, 8, 2, 512, true, 0 },
         { 0, 2, 4, 1, 576, false, 0 },
