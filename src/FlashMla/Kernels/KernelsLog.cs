@@ -6,7 +6,7 @@ namespace FlashMla.Kernels;
 internal static partial class KernelsLog
 {
     [LoggerMessage(EventId = 200, EventName = "ModuleLoaded", Level = LogLevel.Information,
-        Message = "Module {Target}/{Module} loaded from {Source}: JIT-compiled in {ElapsedMs:F1} ms")]
+        Message = "Module {Target}/{Module} loaded from {Source} in {ElapsedMs:F1} ms (the driver's JIT compilation, or its JIT cache)")]
     public static partial void ModuleLoaded(ILogger logger, string target, string module, string source, double elapsedMs);
 
     [LoggerMessage(EventId = 201, EventName = "ModuleLoadFailed", Level = LogLevel.Error,
