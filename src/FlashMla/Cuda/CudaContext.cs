@@ -1,3 +1,6 @@
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+
 namespace FlashMla.Cuda;
 
 /// <summary>
@@ -21,6 +24,11 @@ namespace FlashMla.Cuda;
 /// with other libraries in the process that use the runtime API (PyTorch, ONNX Runtime) on the
 /// same device, which makes device pointers from them usable here.
 /// </para>
+/// <para>
+/// <b>Logging.</b> The <see cref="Logger"/> given at creation is the one of everything built on
+/// the context: the kernel library (module loads and their JIT time, a PTX override) and the
+/// CUDA decoder (the kernel path chosen per problem shape, rejected inputs). The default logs nothing.
+/// </para>
 /// </remarks>
 public sealed unsafe class CudaContext : IDisposable
 {
@@ -31,15 +39,19 @@ public sealed unsafe class CudaContext : IDisposable
 
     /// <summary>Retains the primary context of <paramref name="device"/>.</summary>
     /// <param name="device">The device.</param>
+    /// <param name="logger">The logger of the context and of what is built on it (<see cref="Logger"/>); null logs nothing.</param>
+    /// <exception cref="ArgumentNullException"><paramref name="device"/> is null.</exception>
     /// <exception cref="CudaException">The driver could not retain the context.</exception>
-    public CudaContext(CudaDevice device)
+    public CudaContext(CudaDevice device, ILogger? logger = null)
     {
         ArgumentNullException.ThrowIfNull(device);
         Device = device;
         Driver = device.Driver;
+        Logger = logger ?? NullLogger.Instance;
         nint handle;
         Driver.Check(Driver.Api.cuDevicePrimaryCtxRetain(&handle, device.Handle));
         Handle = handle;
+        CudaLog.ContextRetained(Logger, device.ToString());
     }
 
     /// <summary>The device.</summary>
@@ -47,6 +59,12 @@ public sealed unsafe class CudaContext : IDisposable
 
     /// <summary>The driver.</summary>
     public CudaDriver Driver { get; }
+
+    /// <summary>
+    /// The logger given at creation (<see cref="NullLogger.Instance"/> when none was): the kernel
+    /// library and the CUDA decoder of this context log to it.
+    /// </summary>
+    public ILogger Logger { get; }
 
     /// <summary>The <c>CUcontext</c> handle.</summary>
     public nint Handle { get; }
@@ -58,10 +76,12 @@ public sealed unsafe class CudaContext : IDisposable
 
     /// <summary>Loads the driver and retains the primary context of device <paramref name="deviceOrdinal"/>.</summary>
     /// <param name="deviceOrdinal">The device index.</param>
+    /// <param name="logger">Receives the driver load (when this call loads it) and becomes the context's <see cref="Logger"/>; null logs nothing.</param>
     /// <returns>The context.</returns>
     /// <exception cref="CudaLibraryLoadException">The driver library could not be loaded.</exception>
     /// <exception cref="CudaException">A driver call failed (no device, for example).</exception>
-    public static CudaContext Create(int deviceOrdinal = 0) => new(CudaDriver.Load().GetDevice(deviceOrdinal));
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="deviceOrdinal"/> is negative or not below the device count.</exception>
+    public static CudaContext Create(int deviceOrdinal = 0, ILogger? logger = null) => new(CudaDriver.Load(logger).GetDevice(deviceOrdinal), logger);
 
     /// <summary>
     /// Returns the object of type <typeparamref name="T"/> attached to this context, creating it

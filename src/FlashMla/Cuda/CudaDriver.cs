@@ -2,6 +2,8 @@ using System.Diagnostics.CodeAnalysis;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using FlashMla.Cuda.Native;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
 
 namespace FlashMla.Cuda;
 
@@ -76,10 +78,11 @@ public sealed unsafe class CudaDriver
     /// <summary>
     /// Loads the driver (once per process), resolves its entry points and calls <c>cuInit(0)</c>.
     /// </summary>
+    /// <param name="logger">Receives the load (library, CUDA version, device count) or why it failed; only the call that loads the driver logs. Null: no logging.</param>
     /// <returns>The shared driver instance.</returns>
     /// <exception cref="CudaLibraryLoadException">No candidate library could be loaded, or required entry points are missing; the message lists every name tried and why it failed.</exception>
     /// <exception cref="CudaException"><c>cuInit</c> failed (for example <c>CUDA_ERROR_NO_DEVICE</c>).</exception>
-    public static CudaDriver Load()
+    public static CudaDriver Load(ILogger? logger = null)
     {
         var shared = Volatile.Read(ref s_shared);
         if (shared is not null)
@@ -89,7 +92,7 @@ public sealed unsafe class CudaDriver
 
         lock (s_loadLock)
         {
-            s_shared ??= LoadUncached(Environment.GetEnvironmentVariable(LibraryEnvironmentVariable));
+            s_shared ??= LoadUncached(Environment.GetEnvironmentVariable(LibraryEnvironmentVariable), logger);
             return s_shared;
         }
     }
@@ -99,12 +102,13 @@ public sealed unsafe class CudaDriver
     /// </summary>
     /// <param name="driver">The driver when loading succeeded.</param>
     /// <param name="reason">Why loading failed: the load trace, the missing entry points, or the <c>cuInit</c> error; empty on success.</param>
+    /// <param name="logger">As for <see cref="Load"/>.</param>
     /// <returns>True when the driver is usable.</returns>
-    public static bool TryLoad([NotNullWhen(true)] out CudaDriver? driver, out string reason)
+    public static bool TryLoad([NotNullWhen(true)] out CudaDriver? driver, out string reason, ILogger? logger = null)
     {
         try
         {
-            driver = Load();
+            driver = Load(logger);
             reason = string.Empty;
             return true;
         }
@@ -132,8 +136,33 @@ public sealed unsafe class CudaDriver
         return ["libcuda.so.1", "libcuda.so"];
     }
 
-    /// <summary>Loads the driver from the candidates for <paramref name="overrideName"/>, without the process-wide cache.</summary>
-    internal static CudaDriver LoadUncached(string? overrideName)
+    /// <summary>Loads the driver from the candidates for <paramref name="overrideName"/>, without the process-wide cache, and logs the outcome.</summary>
+    internal static CudaDriver LoadUncached(string? overrideName, ILogger? logger = null)
+    {
+        logger ??= NullLogger.Instance;
+        try
+        {
+            var driver = LoadCore(overrideName);
+            if (logger.IsEnabled(LogLevel.Information))
+            {
+                CudaLog.DriverLoaded(logger, driver.LibraryName, driver.VersionString, driver.DeviceCount, driver.UsesGetProcAddress ? "cuGetProcAddress_v2" : "versioned exports");
+            }
+
+            return driver;
+        }
+        catch (Exception ex) when (ex is CudaLibraryLoadException or CudaException && LogFailure(logger, ex))
+        {
+            throw; // not reached: the filter logs and declines
+        }
+    }
+
+    private static bool LogFailure(ILogger logger, Exception ex)
+    {
+        CudaLog.DriverLoadFailed(logger, ex.Message);
+        return false;
+    }
+
+    private static CudaDriver LoadCore(string? overrideName)
     {
         var attempts = new List<CudaLibraryLoadAttempt>();
         nint library = 0;

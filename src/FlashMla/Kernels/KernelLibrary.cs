@@ -1,7 +1,9 @@
+using System.Diagnostics;
 using System.Diagnostics.CodeAnalysis;
 using System.Text;
 using System.Text.RegularExpressions;
 using FlashMla.Cuda;
+using Microsoft.Extensions.Logging;
 
 namespace FlashMla.Kernels;
 
@@ -23,6 +25,18 @@ namespace FlashMla.Kernels;
 /// Obtain the instance of a context with <see cref="For"/> (or <c>context.Kernels</c>); it is
 /// attached to the context and disposed with it.
 /// </para>
+/// <para>
+/// <b>Kernel override.</b> For kernel development, modules can be read from a folder laid out
+/// like the resources (<c>&lt;target&gt;/&lt;name&gt;.ptx</c>) instead of the embedded PTX. It takes
+/// two environment variables: <see cref="PtxDirectoryEnvironmentVariable"/> names the folder and
+/// <see cref="AllowPtxOverrideEnvironmentVariable"/> must be <c>1</c>; the folder alone is ignored.
+/// Both outcomes are logged as warnings to the context's logger, and so is every module read
+/// from the folder. <see cref="PtxOverrideDirectory"/> says which applies.
+/// </para>
+/// <para>
+/// <b>Logging.</b> Each module load is logged to <see cref="CudaContext.Logger"/> with its source and
+/// its JIT time (Information), a failed load as an error.
+/// </para>
 /// </remarks>
 public sealed partial class KernelLibrary : IDisposable
 {
@@ -31,13 +45,20 @@ public sealed partial class KernelLibrary : IDisposable
 
     private readonly Lock _lock = new();
     private readonly Dictionary<string, CudaModule> _modules = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, IReadOnlyList<string>> _entryNames = new(StringComparer.Ordinal);
     private readonly Dictionary<string, IReadOnlyList<KernelEntry>> _entries = new(StringComparer.Ordinal);
+    private readonly ILogger _logger;
     private bool _disposed;
 
     internal KernelLibrary(CudaContext context)
     {
         Context = context;
         Target = SelectTarget(context.Device.ComputeCapability);
+        _logger = context.Logger;
+        PtxOverrideDirectory = ResolvePtxOverride(
+            Environment.GetEnvironmentVariable(PtxDirectoryEnvironmentVariable),
+            Environment.GetEnvironmentVariable(AllowPtxOverrideEnvironmentVariable),
+            _logger);
     }
 
     /// <summary>The context.</summary>
@@ -54,6 +75,13 @@ public sealed partial class KernelLibrary : IDisposable
 
     /// <summary>The PTX target used: "sm_90a" or "sm_80".</summary>
     public string Target { get; }
+
+    /// <summary>
+    /// The folder whose modules replace the embedded PTX, or null (the default) when the embedded
+    /// PTX is used: set only when <see cref="PtxDirectoryEnvironmentVariable"/> names a folder and
+    /// <see cref="AllowPtxOverrideEnvironmentVariable"/> is <c>1</c> as the library is created.
+    /// </summary>
+    public string? PtxOverrideDirectory { get; }
 
     /// <summary>The JIT info logs of the modules loaded so far, by module name.</summary>
     public IReadOnlyDictionary<string, string> JitInfoLogs
@@ -125,33 +153,28 @@ public sealed partial class KernelLibrary : IDisposable
 
     /// <summary>
     /// Environment variable naming a folder laid out like the embedded resources
-    /// (<c>&lt;target&gt;/&lt;name&gt;.ptx</c>); a module found there is loaded instead of the embedded one.
-    /// For kernel development: it lets one build compare kernel versions without a rebuild.
+    /// (<c>&lt;target&gt;/&lt;name&gt;.ptx</c>) whose modules are loaded instead of the embedded ones,
+    /// for comparing kernel versions with one build. Honoured only together with
+    /// <see cref="AllowPtxOverrideEnvironmentVariable"/> = <c>1</c>.
     /// </summary>
     public const string PtxDirectoryEnvironmentVariable = "FLASHMLA_PTX_DIR";
 
     /// <summary>
-    /// Reads the PTX of a module: from <see cref="PtxDirectoryEnvironmentVariable"/>'s folder when it holds the
-    /// module, otherwise the embedded resource; null when neither has it.
+    /// Environment variable that must be <c>1</c> for <see cref="PtxDirectoryEnvironmentVariable"/>
+    /// to take effect: replacing the shipped GPU code is an explicit opt-in.
     /// </summary>
+    public const string AllowPtxOverrideEnvironmentVariable = "FLASHMLA_ALLOW_PTX_OVERRIDE";
+
+    /// <summary>Reads the embedded PTX of a module; null when it is not embedded for <paramref name="target"/>.</summary>
     /// <param name="target">"sm_90a" or "sm_80".</param>
     /// <param name="name">The module name (the .cu file's base name).</param>
     /// <returns>The PTX text, or null.</returns>
+    /// <exception cref="ArgumentNullException"><paramref name="target"/> or <paramref name="name"/> is null.</exception>
     public static string? ReadPtx(string target, string name)
     {
         ArgumentNullException.ThrowIfNull(target);
         ArgumentNullException.ThrowIfNull(name);
-        var overrideDirectory = Environment.GetEnvironmentVariable(PtxDirectoryEnvironmentVariable);
-        if (!string.IsNullOrEmpty(overrideDirectory))
-        {
-            var path = Path.Combine(overrideDirectory, target, name + ".ptx");
-            if (File.Exists(path))
-            {
-                return File.ReadAllText(path, Encoding.UTF8);
-            }
-        }
-
-        using var stream = typeof(KernelLibrary).Assembly.GetManifestResourceStream($"{ResourcePrefix}{target}/{name}.ptx");
+        using var stream = typeof(KernelLibrary).Assembly.GetManifestResourceStream(ResourceName(target, name));
         if (stream is null)
         {
             return null;
@@ -160,6 +183,57 @@ public sealed partial class KernelLibrary : IDisposable
         using var reader = new StreamReader(stream, Encoding.UTF8);
         return reader.ReadToEnd();
     }
+
+    /// <summary>
+    /// The override folder that the values of <see cref="PtxDirectoryEnvironmentVariable"/> and
+    /// <see cref="AllowPtxOverrideEnvironmentVariable"/> select, logging a warning when a folder is named
+    /// (whether it is used or ignored).
+    /// </summary>
+    /// <param name="directory">The folder variable's value.</param>
+    /// <param name="allow">The opt-in variable's value; only "1" allows the override.</param>
+    /// <param name="logger">The logger.</param>
+    /// <returns>The folder, or null when the embedded PTX is to be used.</returns>
+    internal static string? ResolvePtxOverride(string? directory, string? allow, ILogger logger)
+    {
+        if (string.IsNullOrWhiteSpace(directory))
+        {
+            return null;
+        }
+
+        if (!string.Equals(allow?.Trim(), "1", StringComparison.Ordinal))
+        {
+            KernelsLog.PtxOverrideIgnored(logger, PtxDirectoryEnvironmentVariable, directory, AllowPtxOverrideEnvironmentVariable);
+            return null;
+        }
+
+        var full = Path.GetFullPath(directory.Trim());
+        KernelsLog.PtxOverrideActive(logger, full, PtxDirectoryEnvironmentVariable, AllowPtxOverrideEnvironmentVariable);
+        return full;
+    }
+
+    /// <summary>
+    /// The PTX of module <paramref name="name"/> for <paramref name="target"/>: from
+    /// <paramref name="overrideDirectory"/> when it holds the module (logged as a warning), otherwise
+    /// the embedded resource; null when neither has it.
+    /// </summary>
+    internal static string? ReadModulePtx(string target, string name, string? overrideDirectory, ILogger logger, out string source)
+    {
+        if (overrideDirectory is not null)
+        {
+            var path = Path.Combine(overrideDirectory, target, name + ".ptx");
+            if (File.Exists(path))
+            {
+                KernelsLog.PtxOverrideModule(logger, target, name, path);
+                source = path;
+                return File.ReadAllText(path, Encoding.UTF8);
+            }
+        }
+
+        source = "embedded resource " + ResourceName(target, name);
+        return ReadPtx(target, name);
+    }
+
+    private static string ResourceName(string target, string name) => $"{ResourcePrefix}{target}/{name}.ptx";
 
     /// <summary>Returns the module <paramref name="name"/>, loading and JIT-compiling it on first use.</summary>
     /// <param name="name">The module name (the .cu file's base name, e.g. "fill").</param>
@@ -190,7 +264,7 @@ public sealed partial class KernelLibrary : IDisposable
                 return true;
             }
 
-            var ptx = ReadPtx(Target, name);
+            var ptx = ReadModulePtx(Target, name, PtxOverrideDirectory, _logger, out var source);
             if (ptx is null)
             {
                 var targets = TargetsOf(name);
@@ -200,8 +274,19 @@ public sealed partial class KernelLibrary : IDisposable
                 return false;
             }
 
-            module = CudaModule.LoadPtx(Context, ptx, $"{Target}/{name}");
+            var started = Stopwatch.GetTimestamp();
+            try
+            {
+                module = CudaModule.LoadPtx(Context, ptx, $"{Target}/{name}");
+            }
+            catch (CudaException e) when (LogLoadFailure(name, source, started, e))
+            {
+                throw; // not reached: the filter logs and declines
+            }
+
+            KernelsLog.ModuleLoaded(_logger, Target, name, source, Stopwatch.GetElapsedTime(started).TotalMilliseconds);
             _modules.Add(name, module);
+            _entryNames.Add(name, EntryNames(ptx));
             return true;
         }
     }
@@ -224,9 +309,14 @@ public sealed partial class KernelLibrary : IDisposable
             }
         }
 
-        var ptx = ReadPtx(Target, name) ?? string.Empty;
+        IReadOnlyList<string> names;
+        lock (_lock)
+        {
+            names = _entryNames[name];
+        }
+
         var entries = new List<KernelEntry>();
-        foreach (var entry in EntryNames(ptx))
+        foreach (var entry in names)
         {
             var bytes = module.TryReadGlobal(KernelDescriptor.GlobalPrefix + entry) ?? throw new InvalidOperationException(
                 $"Kernel {entry} of module {name} ({Target}) has no descriptor {KernelDescriptor.GlobalPrefix}{entry}; declare it with FMLA_KERNEL (kernels/include/kernel_desc.cuh).");
@@ -274,6 +364,7 @@ public sealed partial class KernelLibrary : IDisposable
             _disposed = true;
             modules = [.. _modules.Values];
             _modules.Clear();
+            _entryNames.Clear();
             _entries.Clear();
         }
 
@@ -281,6 +372,12 @@ public sealed partial class KernelLibrary : IDisposable
         {
             module.Dispose();
         }
+    }
+
+    private bool LogLoadFailure(string name, string source, long started, CudaException e)
+    {
+        KernelsLog.ModuleLoadFailed(_logger, Target, name, source, Stopwatch.GetElapsedTime(started).TotalMilliseconds, e.Message);
+        return false;
     }
 
     [GeneratedRegex(@"^\.visible \.entry (\w+)\(", RegexOptions.Multiline)]

@@ -26,6 +26,21 @@ public sealed class CudaDriverTests
     }
 
     [Fact]
+    public void Load_Failure_IsLoggedAsAWarningWithTheTrace()
+    {
+        var logger = new CollectingLogger();
+        var name = $"/nonexistent/{Guid.NewGuid():N}/libcuda.so.1";
+
+        var ex = Assert.Throws<CudaLibraryLoadException>(() => CudaDriver.LoadUncached(name, logger));
+
+        var entry = Assert.Single(logger.Entries);
+        Assert.Equal(Microsoft.Extensions.Logging.LogLevel.Warning, entry.Level);
+        Assert.Equal(101, entry.EventId.Id);
+        Assert.Contains(name, entry.Message, StringComparison.Ordinal);
+        Assert.Contains(ex.Message, entry.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void Load_WithEnvironmentVariable_UsesOnlyThatName()
     {
         // The collection is not parallelized, so changing the variable races with no other test;

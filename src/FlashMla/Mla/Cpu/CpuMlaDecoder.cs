@@ -2,6 +2,8 @@ using System.Buffers;
 using System.Numerics.Tensors;
 using FlashMla.Numerics;
 using FlashMla.Tensors;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
 
 namespace FlashMla.Mla.Cpu;
 
@@ -42,6 +44,13 @@ public sealed class CpuMlaDecoder
     /// <summary>The maximum number of threads (−1: all processors).</summary>
     public int MaxDegreeOfParallelism { get; }
 
+    /// <summary>
+    /// Receives every rejected input (Warning: the parameter and the reason); the default,
+    /// <see cref="NullLogger.Instance"/>, logs nothing. Decode calls and rejected inputs are also
+    /// counted by <see cref="MlaMetrics"/>.
+    /// </summary>
+    public ILogger Logger { get; init; } = NullLogger.Instance;
+
     private int EffectiveParallelism => MaxDegreeOfParallelism > 0 ? MaxDegreeOfParallelism : Environment.ProcessorCount;
 
     /// <summary>
@@ -55,8 +64,15 @@ public sealed class CpuMlaDecoder
     /// <returns>The plan.</returns>
     public CpuDecodePlan CreatePlan(int batch, int queryLength, int queryHeads, int kvHeads)
     {
-        MlaDecodePlan.ValidateDimensions(batch, queryLength, queryHeads, kvHeads);
-        return new CpuDecodePlan(batch, queryLength, queryHeads, kvHeads, PartsForCpu(kvHeads));
+        try
+        {
+            MlaDecodePlan.ValidateDimensions(batch, queryLength, queryHeads, kvHeads);
+            return new CpuDecodePlan(batch, queryLength, queryHeads, kvHeads, PartsForCpu(kvHeads));
+        }
+        catch (ArgumentException e) when (Rejected(e))
+        {
+            throw; // not reached: the filter logs, counts and declines
+        }
     }
 
     /// <summary>
@@ -70,18 +86,25 @@ public sealed class CpuMlaDecoder
     /// <exception cref="ArgumentException">A length is out of range, or the tensor does not have the plan's batch.</exception>
     public void UpdatePlan(CpuDecodePlan plan, HostTensor<int> cacheSeqlens, int maxBlocksPerSequence, int pageBlockSize)
     {
-        ArgumentNullException.ThrowIfNull(plan);
-        ArgumentNullException.ThrowIfNull(cacheSeqlens);
-        var geometry = PlanGeometry.Validate(maxBlocksPerSequence, pageBlockSize);
-        var layout = cacheSeqlens.Layout;
-        if (layout.Rank != 1 || layout.Shape[0] != plan.Batch)
+        try
         {
-            throw new ArgumentException($"cacheSeqlens must have shape [{plan.Batch}] (the plan's batch); got {TensorLayout.FormatDims(layout.Shape)}.", nameof(cacheSeqlens));
-        }
+            ArgumentNullException.ThrowIfNull(plan);
+            ArgumentNullException.ThrowIfNull(cacheSeqlens);
+            var geometry = PlanGeometry.Validate(maxBlocksPerSequence, pageBlockSize);
+            var layout = cacheSeqlens.Layout;
+            if (layout.Rank != 1 || layout.Shape[0] != plan.Batch)
+            {
+                throw new ArgumentException($"cacheSeqlens must have shape [{plan.Batch}] (the plan's batch); got {TensorLayout.FormatDims(layout.Shape)}.", nameof(cacheSeqlens));
+            }
 
-        var seqlens = ReadSeqlens(cacheSeqlens);
-        MlaDecodeValidation.ValidateSequenceLengths(seqlens, geometry.MaxBlocksPerSequence, geometry.PageBlockSize);
-        plan.Update(geometry, DecodeSchedule.Compute(seqlens, plan.NumParts));
+            var seqlens = ReadSeqlens(cacheSeqlens);
+            MlaDecodeValidation.ValidateSequenceLengths(seqlens, geometry.MaxBlocksPerSequence, geometry.PageBlockSize);
+            plan.Update(geometry, DecodeSchedule.Compute(seqlens, plan.NumParts));
+        }
+        catch (ArgumentException e) when (Rejected(e))
+        {
+            throw; // not reached: the filter logs, counts and declines
+        }
     }
 
     /// <summary>
@@ -112,14 +135,21 @@ public sealed class CpuMlaDecoder
         where TKv : unmanaged
         where TOut : unmanaged
     {
-        ArgumentNullException.ThrowIfNull(kCache);
-        ArgumentNullException.ThrowIfNull(plan);
-        var (problem, resolved) = Validate(q, kCache.Blocks, kCache.Format, blockTable, cacheSeqlens, output, lse, options);
-        plan.CheckMatches(problem.Shape);
-        var seqlens = ValidateSequences(problem.Shape, cacheSeqlens, blockTable);
-        var schedule = plan.Schedule!;
-        CheckScheduleMatches(schedule, problem.Shape, seqlens, nameof(plan));
-        Run(problem, resolved, q, kCache.Blocks, blockTable, seqlens, schedule, output, lse);
+        try
+        {
+            ArgumentNullException.ThrowIfNull(kCache);
+            ArgumentNullException.ThrowIfNull(plan);
+            var (problem, resolved) = Validate(q, kCache.Blocks, kCache.Format, blockTable, cacheSeqlens, output, lse, options);
+            plan.CheckMatches(problem.Shape);
+            var seqlens = ValidateSequences(problem.Shape, cacheSeqlens, blockTable);
+            var schedule = plan.Schedule!;
+            CheckScheduleMatches(schedule, problem.Shape, seqlens, nameof(plan));
+            Run(problem, resolved, q, kCache.Blocks, blockTable, seqlens, schedule, output, lse);
+        }
+        catch (ArgumentException e) when (Rejected(e))
+        {
+            throw; // not reached: the filter logs, counts and declines
+        }
     }
 
     /// <summary>Decodes one layer of a dense cache (its format from <typeparamref name="TKv"/> and its last dimension) with a plan.</summary>
@@ -311,25 +341,32 @@ public sealed class CpuMlaDecoder
         where TKv : unmanaged
         where TOut : unmanaged
     {
-        ArgumentNullException.ThrowIfNull(q);
-        ArgumentNullException.ThrowIfNull(kCache);
-        var (problem, resolved) = Validate(q, kCache, MlaDecodeValidation.DenseFormat<TQ, TKv>(kCache.Layout), blockTable, cacheSeqlens, output, lse, options);
-        if (schedule is not null)
+        try
         {
-            CheckScheduleBatch(schedule, problem.Shape, nameof(schedule));
-        }
+            ArgumentNullException.ThrowIfNull(q);
+            ArgumentNullException.ThrowIfNull(kCache);
+            var (problem, resolved) = Validate(q, kCache, MlaDecodeValidation.DenseFormat<TQ, TKv>(kCache.Layout), blockTable, cacheSeqlens, output, lse, options);
+            if (schedule is not null)
+            {
+                CheckScheduleBatch(schedule, problem.Shape, nameof(schedule));
+            }
 
-        var seqlens = ValidateSequences(problem.Shape, cacheSeqlens, blockTable);
-        if (schedule is null)
-        {
-            schedule = DecodeSchedule.Compute(seqlens, PartsForCpu(problem.Shape.KvHeads));
-        }
-        else
-        {
-            CheckScheduleMatches(schedule, problem.Shape, seqlens, nameof(schedule));
-        }
+            var seqlens = ValidateSequences(problem.Shape, cacheSeqlens, blockTable);
+            if (schedule is null)
+            {
+                schedule = DecodeSchedule.Compute(seqlens, PartsForCpu(problem.Shape.KvHeads));
+            }
+            else
+            {
+                CheckScheduleMatches(schedule, problem.Shape, seqlens, nameof(schedule));
+            }
 
-        Run(problem, resolved, q, kCache, blockTable, seqlens, schedule, output, lse);
+            Run(problem, resolved, q, kCache, blockTable, seqlens, schedule, output, lse);
+        }
+        catch (ArgumentException e) when (Rejected(e))
+        {
+            throw; // not reached: the filter logs, counts and declines
+        }
     }
 
     private void Run<TQ, TKv, TOut>(
@@ -344,8 +381,14 @@ public sealed class CpuMlaDecoder
         HostTensor<float> lse)
         where TQ : unmanaged
         where TKv : unmanaged
-        where TOut : unmanaged =>
+        where TOut : unmanaged
+    {
         new DecodeRun<TQ, TKv, TOut>(this, problem.Shape, options, q, kCache, blockTable, seqlens, schedule, output, lse).Execute();
+        MlaMetrics.RecordDecode(MlaMetrics.CpuBackend, MlaMetrics.CpuKernelPath);
+    }
+
+    /// <summary>Logs and counts a rejected input; false, so that the exception filter lets it propagate unchanged.</summary>
+    private bool Rejected(Exception e) => MlaRejections.Report(Logger, MlaMetrics.CpuBackend, e);
 
     private int PartsForCpu(int kvHeads)
     {

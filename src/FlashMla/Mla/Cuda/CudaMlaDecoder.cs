@@ -2,6 +2,7 @@ using FlashMla.Cuda;
 using FlashMla.Kernels;
 using FlashMla.Numerics;
 using FlashMla.Tensors;
+using Microsoft.Extensions.Logging;
 
 namespace FlashMla.Mla.Cuda;
 
@@ -38,6 +39,11 @@ namespace FlashMla.Mla.Cuda;
 /// was reported, so the decoder and the context stay usable.
 /// </para>
 /// <para>
+/// <b>Observability.</b> The decoder logs to its context's <see cref="CudaContext.Logger"/>: the
+/// kernel path chosen, once per distinct problem shape (Debug), and every rejected input (Warning).
+/// Decode calls and rejected inputs are counted by <see cref="MlaMetrics"/>.
+/// </para>
+/// <para>
 /// <b>Threading.</b> The decoder may be used from several threads with different plans and
 /// streams; a plan must not be used by two streams at once.
 /// </para>
@@ -48,6 +54,8 @@ public sealed class CudaMlaDecoder : IDisposable
     private readonly DecodeSharedKernels _shared;
     private readonly IDecodeKernelPath[] _paths;
     private readonly CudaStream _hostStream;
+    private readonly ILogger _logger;
+    private readonly KernelChoiceLog _choices;
     private int _disposed;
 
     /// <summary>
@@ -109,6 +117,8 @@ public sealed class CudaMlaDecoder : IDisposable
         ArgumentNullException.ThrowIfNull(context);
         ArgumentOutOfRangeException.ThrowIfGreaterThan(sharedMemoryLimitBytes, context.Device.MaxSharedMemoryPerBlockOptin);
         Context = context;
+        _logger = context.Logger;
+        _choices = new KernelChoiceLog(_logger);
         var kernels = KernelLibrary.For(context);
         _shared = new DecodeSharedKernels(kernels, sharedMemoryLimitBytes);
         var environment = new DecodePathEnvironment(kernels, sharedMemoryLimitBytes, pathsChosenByCaller);
@@ -250,10 +260,17 @@ public sealed class CudaMlaDecoder : IDisposable
     public CudaDecodePlan CreatePlan(int batch, int queryLength, int queryHeads, int kvHeads)
     {
         ThrowIfDisposed();
-        MlaDecodePlan.ValidateDimensions(batch, queryLength, queryHeads, kvHeads);
-        if (batch > _shared.MaxBatch)
+        try
         {
-            throw new ArgumentOutOfRangeException(nameof(batch), batch, $"The schedule kernel handles at most {_shared.MaxBatch} requests on {Context.Device} ({_shared.ScheduleLimitText}).");
+            MlaDecodePlan.ValidateDimensions(batch, queryLength, queryHeads, kvHeads);
+            if (batch > _shared.MaxBatch)
+            {
+                throw new ArgumentOutOfRangeException(nameof(batch), batch, $"The schedule kernel handles at most {_shared.MaxBatch} requests on {Context.Device} ({_shared.ScheduleLimitText}).");
+            }
+        }
+        catch (ArgumentException e) when (Rejected(e))
+        {
+            throw; // not reached: the filter logs, counts and declines
         }
 
         var plan = new CudaDecodePlan(Context, _plans, batch, queryLength, queryHeads, kvHeads, NumPartsFor(queryLength, queryHeads, kvHeads));
@@ -276,13 +293,22 @@ public sealed class CudaMlaDecoder : IDisposable
     public void UpdatePlan(CudaDecodePlan plan, DeviceTensor<int> cacheSeqlens, int maxBlocksPerSequence, int pageBlockSize, CudaStream stream)
     {
         ThrowIfDisposed();
-        ArgumentNullException.ThrowIfNull(plan);
-        ArgumentNullException.ThrowIfNull(cacheSeqlens);
-        ArgumentNullException.ThrowIfNull(stream);
-        CudaDecodeValidation.RequirePlan(plan, Context, _plans);
-        CudaDecodeValidation.RequireContext(stream, Context);
-        var geometry = PlanGeometry.Validate(maxBlocksPerSequence, pageBlockSize);
-        CudaDecodeValidation.RequireSeqlens(cacheSeqlens, plan.Batch);
+        PlanGeometry geometry;
+        try
+        {
+            ArgumentNullException.ThrowIfNull(plan);
+            ArgumentNullException.ThrowIfNull(cacheSeqlens);
+            ArgumentNullException.ThrowIfNull(stream);
+            CudaDecodeValidation.RequirePlan(plan, Context, _plans);
+            CudaDecodeValidation.RequireContext(stream, Context);
+            geometry = PlanGeometry.Validate(maxBlocksPerSequence, pageBlockSize);
+            CudaDecodeValidation.RequireSeqlens(cacheSeqlens, plan.Batch);
+        }
+        catch (ArgumentException e) when (Rejected(e))
+        {
+            throw; // not reached: the filter logs, counts and declines
+        }
+
         _shared.EnqueueSchedule(plan, cacheSeqlens.Pointer, (int)geometry.Capacity, stream);
         _plans.Updated(plan, geometry, stream);
     }
@@ -321,8 +347,18 @@ public sealed class CudaMlaDecoder : IDisposable
         where TOut : unmanaged
     {
         ThrowIfDisposed();
-        ArgumentNullException.ThrowIfNull(kCache);
-        var launch = Prepare(q, kCache.Blocks, kCache.Format, blockTable, cacheSeqlens, plan, output, lse, stream, options, out var path);
+        DecodeLaunch launch;
+        IDecodeKernelPath path;
+        try
+        {
+            ArgumentNullException.ThrowIfNull(kCache);
+            launch = Prepare(q, kCache.Blocks, kCache.Format, blockTable, cacheSeqlens, plan, output, lse, stream, options, out path);
+        }
+        catch (ArgumentException e) when (Rejected(e))
+        {
+            throw; // not reached: the filter logs, counts and declines
+        }
+
         path.Enqueue(launch);
         if (!launch.MergeInKernel)
         {
@@ -330,6 +366,7 @@ public sealed class CudaMlaDecoder : IDisposable
         }
 
         _plans.Decoded(plan, launch.Problem.Shape.NumBlocks, stream);
+        MlaMetrics.RecordDecode(MlaMetrics.CudaBackend, path.Registration.Name);
         if (CheckedMode && !stream.IsCapturing())
         {
             Synchronize(stream, plan);
@@ -378,7 +415,14 @@ public sealed class CudaMlaDecoder : IDisposable
     {
         ArgumentNullException.ThrowIfNull(stream);
         stream.Synchronize();
-        _plans.Check(stream);
+        try
+        {
+            _plans.Check(stream);
+        }
+        catch (MlaInputException e) when (Rejected(e))
+        {
+            throw; // not reached: the filter logs, counts and declines
+        }
     }
 
     /// <summary>
@@ -393,7 +437,14 @@ public sealed class CudaMlaDecoder : IDisposable
         ArgumentNullException.ThrowIfNull(stream);
         ArgumentNullException.ThrowIfNull(plan);
         stream.Synchronize();
-        _plans.Check(stream, plan);
+        try
+        {
+            _plans.Check(stream, plan);
+        }
+        catch (MlaInputException e) when (Rejected(e))
+        {
+            throw; // not reached: the filter logs, counts and declines
+        }
     }
 
     /// <summary>
@@ -425,12 +476,20 @@ public sealed class CudaMlaDecoder : IDisposable
         where TOut : unmanaged
     {
         ThrowIfDisposed();
-        ArgumentNullException.ThrowIfNull(kCache);
         options ??= new MlaDecodeOptions();
-        var problem = MlaDecodeValidation.ValidateProblem<TQ, TKv, TOut>(q, kCache.Blocks, kCache.Format, blockTable, cacheSeqlens, output, lse, options);
-        var shape = problem.Shape;
-        _ = Select(problem);
-        MlaDecodeValidation.ValidateSequences(shape, cacheSeqlens, blockTable);
+        MlaDecodeShape shape;
+        try
+        {
+            ArgumentNullException.ThrowIfNull(kCache);
+            var problem = MlaDecodeValidation.ValidateProblem<TQ, TKv, TOut>(q, kCache.Blocks, kCache.Format, blockTable, cacheSeqlens, output, lse, options);
+            shape = problem.Shape;
+            _ = Select(problem);
+            MlaDecodeValidation.ValidateSequences(shape, cacheSeqlens, blockTable);
+        }
+        catch (ArgumentException e) when (Rejected(e))
+        {
+            throw; // not reached: the filter logs, counts and declines
+        }
 
         var stream = _hostStream;
         using var dq = HostTransfers.Upload(q, stream);
@@ -537,6 +596,7 @@ public sealed class CudaMlaDecoder : IDisposable
         CudaDecodeValidation.RequireAddress(cacheSeqlens.Pointer, sizeof(int), nameof(cacheSeqlens));
         CudaDecodeValidation.RequireAddress(lse.Pointer, sizeof(float), nameof(lse));
         path = Select(problem);
+        _choices.Chosen(problem, path, plan.NumParts);
         var grid = path.Describe(problem, plan.NumParts).Grid;
         return new DecodeLaunch
         {
@@ -590,6 +650,9 @@ public sealed class CudaMlaDecoder : IDisposable
         var reasons = string.Join("; ", _paths.Select(p => $"{p.Registration.Name}: {p.Unavailable ?? p.Supports(local).Reason}"));
         throw new ArgumentException($"No decode kernel path on {Context.Device} supports this call: {reasons}.", last.ParamName ?? "q");
     }
+
+    /// <summary>Logs and counts a rejected input; false, so that the exception filter lets it propagate unchanged.</summary>
+    private bool Rejected(Exception e) => MlaRejections.Report(_logger, MlaMetrics.CudaBackend, e);
 
     private void ThrowIfDisposed() => ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
 }
