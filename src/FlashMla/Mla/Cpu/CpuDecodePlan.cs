@@ -3,7 +3,7 @@ namespace FlashMla.Mla.Cpu;
 /// <summary>
 /// A plan of <see cref="CpuMlaDecoder"/>: the schedule of one step's sequence lengths and the page
 /// geometry it was computed for. Create it with <see cref="CpuMlaDecoder.CreatePlan"/>, update it
-/// with <see cref="CpuMlaDecoder.UpdatePlan"/> whenever the lengths change, then decode each layer.
+/// with <see cref="CpuMlaDecoder.UpdatePlan(CpuDecodePlan, FlashMla.Tensors.HostTensor{int}, int, int)"/> whenever the lengths change, then decode each layer.
 /// </summary>
 public sealed class CpuDecodePlan : MlaDecodePlan
 {

@@ -1,5 +1,4 @@
-using System.Buffers;
-using System.Numerics.Tensors;
+using System.Runtime.Intrinsics;
 using FlashMla.Numerics;
 using FlashMla.Tensors;
 using Microsoft.Extensions.Logging;
@@ -19,11 +18,13 @@ namespace FlashMla.Mla.Cpu;
 /// combine step merges the pieces of each split request with weights
 /// <c>exp2(lse_i − lse_max) / Σ exp2(lse_j − lse_max)</c>.
 /// </remarks>
-public sealed class CpuMlaDecoder
+public sealed partial class CpuMlaDecoder
 {
-    private const int HeadDimVFixed = 512;
-    private static readonly float Ln2 = MathF.Log(2f);
-    private static readonly float Log2E = 1f / MathF.Log(2f);
+    /// <summary>The value head dimension: the columns of the output and of each partial result.</summary>
+    internal const int ValueDim = MlaDecodeValidation.SupportedHeadDimV;
+
+    private readonly int _vectorBits;
+    private CpuDecodeWorkspace? _workspace;
 
     /// <summary>Creates a decoder.</summary>
     /// <param name="maxDegreeOfParallelism">The maximum number of threads, or −1 for all processors.</param>
@@ -39,7 +40,24 @@ public sealed class CpuMlaDecoder
         }
 
         MaxDegreeOfParallelism = maxDegreeOfParallelism;
+        _vectorBits = Vector512.IsHardwareAccelerated ? 512 : Vector256.IsHardwareAccelerated ? 256 : 128;
     }
+
+    /// <summary>Creates a decoder whose tile kernels use vectors of <paramref name="vectorBits"/> bits
+    /// (emulated where the hardware lacks them), so that every width can be tested on any machine.</summary>
+    internal CpuMlaDecoder(int maxDegreeOfParallelism, int vectorBits)
+        : this(maxDegreeOfParallelism)
+    {
+        if (vectorBits is not (128 or 256 or 512))
+        {
+            throw new ArgumentOutOfRangeException(nameof(vectorBits), vectorBits, "The vector width must be 128, 256 or 512 bits.");
+        }
+
+        _vectorBits = vectorBits;
+    }
+
+    /// <summary>The SIMD width of the tile kernels, in bits: the widest the hardware accelerates (512, 256 or 128).</summary>
+    internal int VectorBits => _vectorBits;
 
     /// <summary>The maximum number of threads (−1: all processors).</summary>
     public int MaxDegreeOfParallelism { get; }
@@ -55,7 +73,7 @@ public sealed class CpuMlaDecoder
 
     /// <summary>
     /// Creates a plan for decodes of one shape. Its number of parts keeps all threads busy (about
-    /// four tasks per thread over parts × KV heads). Call <see cref="UpdatePlan"/> before decoding.
+    /// four tasks per thread over parts × KV heads). Call <see cref="UpdatePlan(CpuDecodePlan, HostTensor{int}, int, int)"/> before decoding.
     /// </summary>
     /// <param name="batch">b (≥ 1).</param>
     /// <param name="queryLength">s_q (≥ 1).</param>
@@ -116,7 +134,7 @@ public sealed class CpuMlaDecoder
     /// <param name="q">Queries, [b, s_q, h_q, d], d ∈ {576, 512}; the last dimension contiguous.</param>
     /// <param name="kCache">Paged KV cache, [num_blocks, page_block_size, h_kv, d], and its format; V is the first 512 columns.</param>
     /// <param name="blockTable">Page ids, [b, max_blocks_per_seq].</param>
-    /// <param name="cacheSeqlens">Sequence lengths, [b]; the ones <see cref="UpdatePlan"/> saw.</param>
+    /// <param name="cacheSeqlens">Sequence lengths, [b]; the ones <see cref="UpdatePlan(CpuDecodePlan, HostTensor{int}, int, int)"/> saw.</param>
     /// <param name="plan">The plan.</param>
     /// <param name="output">Receives the attention output, [b, s_q, h_q, 512].</param>
     /// <param name="lse">Receives the natural-log log-sum-exp of the scaled scores, [b, h_q, s_q].</param>
@@ -141,10 +159,8 @@ public sealed class CpuMlaDecoder
             ArgumentNullException.ThrowIfNull(plan);
             var (problem, resolved) = Validate(q, kCache.Blocks, kCache.Format, blockTable, cacheSeqlens, output, lse, options);
             plan.CheckMatches(problem.Shape);
-            var seqlens = ValidateSequences(problem.Shape, cacheSeqlens, blockTable);
-            var schedule = plan.Schedule!;
-            CheckScheduleMatches(schedule, problem.Shape, seqlens, nameof(plan));
-            Run(problem, resolved, q, kCache.Blocks, blockTable, seqlens, schedule, output, lse);
+            MlaDecodeValidation.ValidateSequences(problem.Shape, cacheSeqlens, blockTable);
+            Run(problem, resolved, q, kCache.Blocks, blockTable, cacheSeqlens, plan.Schedule!, nameof(plan), output, lse);
         }
         catch (ArgumentException e) when (Rejected(e))
         {
@@ -294,12 +310,6 @@ public sealed class CpuMlaDecoder
         return (MlaDecodeValidation.ValidateProblem<TQ, TKv, TOut>(q, kCache, kvFormat, blockTable, cacheSeqlens, output, lse, options), options);
     }
 
-    private static int[] ValidateSequences(MlaDecodeShape shape, HostTensor<int> cacheSeqlens, HostTensor<int> blockTable)
-    {
-        MlaDecodeValidation.ValidateSequences(shape, cacheSeqlens, blockTable);
-        return ReadSeqlens(cacheSeqlens);
-    }
-
     /// <summary>Checks that a schedule covers the batch (ParamName <paramref name="paramName"/>).</summary>
     private static void CheckScheduleBatch(DecodeSchedule schedule, MlaDecodeShape shape, string paramName)
     {
@@ -312,7 +322,7 @@ public sealed class CpuMlaDecoder
     }
 
     /// <summary>Checks that a schedule covers the batch and these lengths (ParamName <paramref name="paramName"/>).</summary>
-    private static void CheckScheduleMatches(DecodeSchedule schedule, MlaDecodeShape shape, int[] seqlens, string paramName)
+    private static void CheckScheduleMatches(DecodeSchedule schedule, MlaDecodeShape shape, ReadOnlySpan<int> seqlens, string paramName)
     {
         CheckScheduleBatch(schedule, shape, paramName);
         var blocks = schedule.BlockCounts;
@@ -351,17 +361,9 @@ public sealed class CpuMlaDecoder
                 CheckScheduleBatch(schedule, problem.Shape, nameof(schedule));
             }
 
-            var seqlens = ValidateSequences(problem.Shape, cacheSeqlens, blockTable);
-            if (schedule is null)
-            {
-                schedule = DecodeSchedule.Compute(seqlens, PartsForCpu(problem.Shape.KvHeads));
-            }
-            else
-            {
-                CheckScheduleMatches(schedule, problem.Shape, seqlens, nameof(schedule));
-            }
-
-            Run(problem, resolved, q, kCache, blockTable, seqlens, schedule, output, lse);
+            MlaDecodeValidation.ValidateSequences(problem.Shape, cacheSeqlens, blockTable);
+            schedule ??= DecodeSchedule.Compute(ReadSeqlens(cacheSeqlens), PartsForCpu(problem.Shape.KvHeads));
+            Run(problem, resolved, q, kCache, blockTable, cacheSeqlens, schedule, nameof(schedule), output, lse);
         }
         catch (ArgumentException e) when (Rejected(e))
         {
@@ -375,15 +377,30 @@ public sealed class CpuMlaDecoder
         HostTensor<TQ> q,
         HostTensor<TKv> kCache,
         HostTensor<int> blockTable,
-        int[] seqlens,
+        HostTensor<int> cacheSeqlens,
         DecodeSchedule schedule,
+        string scheduleParam,
         HostTensor<TOut> output,
         HostTensor<float> lse)
         where TQ : unmanaged
         where TKv : unmanaged
         where TOut : unmanaged
     {
-        new DecodeRun<TQ, TKv, TOut>(this, problem.Shape, options, q, kCache, blockTable, seqlens, schedule, output, lse).Execute();
+        // One workspace per decoder, reused by every call; a call that finds it in use (the same
+        // decoder on another thread) works in a workspace of its own.
+        var workspace = Interlocked.Exchange(ref _workspace, null) ?? new CpuDecodeWorkspace(MaxDegreeOfParallelism, _vectorBits);
+        try
+        {
+            var seqlens = workspace.TakeSeqlens(problem.Shape.Batch);
+            ReadSeqlens(cacheSeqlens, seqlens);
+            CheckScheduleMatches(schedule, problem.Shape, seqlens, scheduleParam);
+            workspace.RunFor<TQ, TKv, TOut>().Execute(problem.Shape, options, q, kCache, blockTable, schedule, output, lse);
+        }
+        finally
+        {
+            _workspace = workspace;
+        }
+
         MlaMetrics.RecordDecode(MlaMetrics.CpuBackend, MlaMetrics.CpuKernelPath);
     }
 
@@ -398,382 +415,18 @@ public sealed class CpuMlaDecoder
 
     private static int[] ReadSeqlens(HostTensor<int> cacheSeqlens)
     {
-        var count = (int)cacheSeqlens.Layout.Shape[0];
-        var stride = cacheSeqlens.Layout.Strides[0];
-        var span = cacheSeqlens.Span;
-        var result = new int[count];
-        for (var i = 0; i < count; i++)
-        {
-            result[i] = span[(int)(i * stride)];
-        }
-
+        var result = new int[(int)cacheSeqlens.Layout.Shape[0]];
+        ReadSeqlens(cacheSeqlens, result);
         return result;
     }
 
-    /// <summary>The state of one decode call.</summary>
-    private sealed class DecodeRun<TQ, TKv, TOut>
-        where TQ : unmanaged
-        where TKv : unmanaged
-        where TOut : unmanaged
+    private static void ReadSeqlens(HostTensor<int> cacheSeqlens, Span<int> destination)
     {
-        private readonly CpuMlaDecoder _owner;
-        private readonly MlaDecodeShape _shape;
-        private readonly bool _causal;
-        private readonly float _scaleLog2;
-        private readonly HostTensor<TQ> _q;
-        private readonly HostTensor<TKv> _kCache;
-        private readonly HostTensor<int> _blockTable;
-        private readonly int[] _seqlens;
-        private readonly DecodeSchedule _schedule;
-        private readonly HostTensor<TOut> _output;
-        private readonly HostTensor<float> _lse;
-        private readonly int _rows;
-
-        // Workspace for split requests only: compact slot index = _slotBase[request] + split index.
-        private readonly int[] _slotBase;
-        private readonly float[] _oAccum;   // [slots, h_kv, rows, 512]
-        private readonly float[] _lseAccum; // [slots, h_kv, rows], log2 domain
-
-        public DecodeRun(
-            CpuMlaDecoder owner,
-            MlaDecodeShape shape,
-            MlaDecodeOptions options,
-            HostTensor<TQ> q,
-            HostTensor<TKv> kCache,
-            HostTensor<int> blockTable,
-            int[] seqlens,
-            DecodeSchedule schedule,
-            HostTensor<TOut> output,
-            HostTensor<float> lse)
+        var stride = cacheSeqlens.Layout.Strides[0];
+        var span = cacheSeqlens.Span;
+        for (var i = 0; i < destination.Length; i++)
         {
-            _owner = owner;
-            _shape = shape;
-            _causal = options.Causal;
-            _scaleLog2 = options.GetSoftmaxScale(shape.HeadDim) * Log2E;
-            _q = q;
-            _kCache = kCache;
-            _blockTable = blockTable;
-            _seqlens = seqlens;
-            _schedule = schedule;
-            _output = output;
-            _lse = lse;
-            _rows = shape.RowsPerKvHead;
-
-            _slotBase = new int[shape.Batch];
-            long slots = 0;
-            for (var i = 0; i < shape.Batch; i++)
-            {
-                _slotBase[i] = (int)slots;
-                var count = schedule.SplitCount(i);
-                if (count > 1)
-                {
-                    slots += count;
-                }
-            }
-
-            var rowsTotal = slots * shape.KvHeads * _rows;
-            if (rowsTotal * HeadDimVFixed > Array.MaxLength)
-            {
-                throw new InvalidOperationException(
-                    $"The split-KV workspace would need {rowsTotal * HeadDimVFixed} floats; use a schedule with fewer parts.");
-            }
-
-            _oAccum = rowsTotal == 0 ? [] : new float[rowsTotal * HeadDimVFixed];
-            _lseAccum = rowsTotal == 0 ? [] : new float[rowsTotal];
-        }
-
-        public void Execute()
-        {
-            var parallel = new ParallelOptions { MaxDegreeOfParallelism = _owner.MaxDegreeOfParallelism };
-            var kvHeads = _shape.KvHeads;
-            var tasks = _schedule.NumParts * kvHeads;
-            Parallel.For(
-                0,
-                tasks,
-                parallel,
-                () => new Scratch(_rows, _shape.HeadDim),
-                (task, _, scratch) =>
-                {
-                    RunPart(task / kvHeads, task % kvHeads, scratch);
-                    return scratch;
-                },
-                scratch => scratch.Dispose());
-
-            if (_oAccum.Length > 0)
-            {
-                var batch = _shape.Batch;
-                Parallel.For(0, batch * kvHeads, parallel, item =>
-                {
-                    var request = item / kvHeads;
-                    if (_schedule.SplitCount(request) > 1)
-                    {
-                        Combine(request, item % kvHeads);
-                    }
-                });
-            }
-        }
-
-        private void RunPart(int partIndex, int kvHead, Scratch scratch)
-        {
-            var part = _schedule.Parts[partIndex];
-            if (part.BeginRequest >= _shape.Batch)
-            {
-                return;
-            }
-
-            for (var request = part.BeginRequest; request <= part.EndRequest; request++)
-            {
-                var isBegin = request == part.BeginRequest;
-                var isEnd = request == part.EndRequest;
-                var blockCount = _schedule.BlockCounts[request];
-                var beginBlock = isBegin ? part.BeginBlock : 0;
-                var endBlock = isEnd ? part.EndBlock : blockCount;
-                var isSplit = (isBegin ? part.FirstRequestIsSplit : isEnd ? part.LastRequestIsSplit : 0) != 0;
-                var splitIndex = isBegin ? part.BeginSplit : 0;
-                ProcessPiece(request, kvHead, beginBlock, endBlock, isSplit, splitIndex, scratch);
-            }
-        }
-
-        /// <summary>Online softmax over blocks [beginBlock, endBlock) of one request for all rows of one KV head.</summary>
-        private void ProcessPiece(int request, int kvHead, int beginBlock, int endBlock, bool isSplit, int splitIndex, Scratch scratch)
-        {
-            var d = _shape.HeadDim;
-            var rows = _rows;
-            var group = _shape.Group;
-            var seqlen = _seqlens[request];
-            var sq = _shape.QueryLength;
-
-            var qLayout = _q.Layout;
-            var qSpan = _q.Span;
-            var qf = scratch.Q.AsSpan(0, rows * d);
-            var rowMax = scratch.RowMax.AsSpan(0, rows);
-            var rowSum = scratch.RowSum.AsSpan(0, rows);
-            var visible = scratch.Visible.AsSpan(0, rows);
-            var acc = scratch.Acc.AsSpan(0, rows * HeadDimVFixed);
-            var maxVisible = 0;
-            for (var r = 0; r < rows; r++)
-            {
-                var token = r / group;
-                var head = (kvHead * group) + (r % group);
-                var offset = (int)qLayout.OffsetOf(request, token, head, 0);
-                FloatConversions.ToSingle<TQ>(qSpan.Slice(offset, d), qf.Slice(r * d, d));
-                rowMax[r] = float.NegativeInfinity;
-                rowSum[r] = 0f;
-                visible[r] = _causal ? Math.Clamp(seqlen - sq + token + 1, 0, seqlen) : seqlen;
-                maxVisible = Math.Max(maxVisible, visible[r]);
-            }
-
-            acc.Clear();
-
-            var tokenBegin = beginBlock * DecodeSchedule.BlockSizeN;
-            var tokenEnd = Math.Min(Math.Min(endBlock * DecodeSchedule.BlockSizeN, seqlen), maxVisible);
-            var kLayout = _kCache.Layout;
-            var kSpan = _kCache.Span;
-            var kBlockStride = kLayout.Strides[0];
-            var kRowStride = kLayout.Strides[1];
-            var kHeadOffset = kvHead * kLayout.Strides[2];
-            var pageSize = _shape.PageBlockSize;
-            var btLayout = _blockTable.Layout;
-            var btSpan = _blockTable.Span;
-            var btRow = request * btLayout.Strides[0];
-            var btCol = btLayout.Strides[1];
-            var keys = scratch.Keys.AsSpan();
-            var scores = scratch.Scores.AsSpan();
-
-            for (var blockStart = tokenBegin; blockStart < tokenEnd; blockStart += DecodeSchedule.BlockSizeN)
-            {
-                var n = Math.Min(DecodeSchedule.BlockSizeN, tokenEnd - blockStart);
-
-                // Gather and widen the keys of this block through the block table.
-                for (var j = 0; j < n; j++)
-                {
-                    var t = blockStart + j;
-                    var page = btSpan[(int)(btRow + ((t / pageSize) * btCol))];
-                    var offset = (page * kBlockStride) + ((t % pageSize) * kRowStride) + kHeadOffset;
-                    FloatConversions.ToSingle<TKv>(kSpan.Slice((int)offset, d), keys.Slice(j * d, d));
-                }
-
-                for (var r = 0; r < rows; r++)
-                {
-                    var count = Math.Min(n, visible[r] - blockStart);
-                    if (count <= 0)
-                    {
-                        continue;
-                    }
-
-                    var qRow = qf.Slice(r * d, d);
-                    var s = scores[..count];
-                    for (var j = 0; j < count; j++)
-                    {
-                        s[j] = TensorPrimitives.Dot(qRow, keys.Slice(j * d, d)) * _scaleLog2;
-                    }
-
-                    var blockMax = TensorPrimitives.Max(s);
-                    var oldMax = rowMax[r];
-                    var newMax = Math.Max(oldMax, blockMax);
-                    var accRow = acc.Slice(r * HeadDimVFixed, HeadDimVFixed);
-                    if (oldMax != float.NegativeInfinity && newMax > oldMax)
-                    {
-                        var correction = MathF.Pow(2f, oldMax - newMax);
-                        TensorPrimitives.Multiply(accRow, correction, accRow);
-                        rowSum[r] *= correction;
-                    }
-
-                    TensorPrimitives.Subtract(s, newMax, s);
-                    TensorPrimitives.Exp2(s, s);
-                    rowSum[r] += TensorPrimitives.Sum(s);
-                    for (var j = 0; j < count; j++)
-                    {
-                        TensorPrimitives.MultiplyAdd(keys.Slice(j * d, HeadDimVFixed), s[j], accRow, accRow);
-                    }
-
-                    rowMax[r] = newMax;
-                }
-            }
-
-            // Epilogue: final output, or a normalised partial result in the workspace.
-            var outputLayout = _output.Layout;
-            var outputSpan = _output.Span;
-            var lseLayout = _lse.Layout;
-            var lseSpan = _lse.Span;
-            var slot = _slotBase[request] + splitIndex;
-            for (var r = 0; r < rows; r++)
-            {
-                var token = r / group;
-                var head = (kvHead * group) + (r % group);
-                var accRow = acc.Slice(r * HeadDimVFixed, HeadDimVFixed);
-                var sum = rowSum[r];
-                if (sum > 0f)
-                {
-                    TensorPrimitives.Multiply(accRow, 1f / sum, accRow);
-                }
-                else
-                {
-                    accRow.Clear();
-                }
-
-                var lse2 = sum > 0f ? MathF.Log2(sum) + rowMax[r] : float.NegativeInfinity;
-                if (isSplit)
-                {
-                    var index = (((long)slot * _shape.KvHeads) + kvHead) * rows + r;
-                    accRow.CopyTo(_oAccum.AsSpan((int)(index * HeadDimVFixed), HeadDimVFixed));
-                    _lseAccum[index] = lse2;
-                }
-                else
-                {
-                    var offset = (int)outputLayout.OffsetOf(request, token, head, 0);
-                    FloatConversions.FromSingle<TOut>(accRow, outputSpan.Slice(offset, HeadDimVFixed));
-                    lseSpan[(int)lseLayout.OffsetOf(request, head, token)] =
-                        sum > 0f ? lse2 * Ln2 : float.PositiveInfinity;
-                }
-            }
-        }
-
-        /// <summary>Merges the partial results of a split request for one KV head.</summary>
-        private void Combine(int request, int kvHead)
-        {
-            var splits = _schedule.SplitCount(request);
-            var rows = _rows;
-            var group = _shape.Group;
-            var outputLayout = _output.Layout;
-            var outputSpan = _output.Span;
-            var lseLayout = _lse.Layout;
-            var lseSpan = _lse.Span;
-            var result = ArrayPool<float>.Shared.Rent(HeadDimVFixed);
-            try
-            {
-                var row = result.AsSpan(0, HeadDimVFixed);
-                for (var r = 0; r < rows; r++)
-                {
-                    var max = float.NegativeInfinity;
-                    for (var s = 0; s < splits; s++)
-                    {
-                        max = Math.Max(max, _lseAccum[Index(request, s, kvHead, r)]);
-                    }
-
-                    var token = r / group;
-                    var head = (kvHead * group) + (r % group);
-                    float lseNatural;
-                    row.Clear();
-                    if (max == float.NegativeInfinity)
-                    {
-                        lseNatural = float.PositiveInfinity;
-                    }
-                    else
-                    {
-                        var sum = 0f;
-                        for (var s = 0; s < splits; s++)
-                        {
-                            sum += MathF.Pow(2f, _lseAccum[Index(request, s, kvHead, r)] - max);
-                        }
-
-                        var global = MathF.Log2(sum) + max;
-                        for (var s = 0; s < splits; s++)
-                        {
-                            var index = Index(request, s, kvHead, r);
-                            var weight = MathF.Pow(2f, _lseAccum[index] - global);
-                            if (weight > 0f)
-                            {
-                                TensorPrimitives.MultiplyAdd(
-                                    _oAccum.AsSpan((int)(index * HeadDimVFixed), HeadDimVFixed), weight, row, row);
-                            }
-                        }
-
-                        lseNatural = global * Ln2;
-                    }
-
-                    var offset = (int)outputLayout.OffsetOf(request, token, head, 0);
-                    FloatConversions.FromSingle<TOut>(row, outputSpan.Slice(offset, HeadDimVFixed));
-                    lseSpan[(int)lseLayout.OffsetOf(request, head, token)] = lseNatural;
-                }
-            }
-            finally
-            {
-                ArrayPool<float>.Shared.Return(result);
-            }
-        }
-
-        private long Index(int request, int split, int kvHead, int row) =>
-            ((((long)_slotBase[request] + split) * _shape.KvHeads) + kvHead) * _rows + row;
-    }
-
-    /// <summary>Per-thread buffers, rented from the shared pool.</summary>
-    private sealed class Scratch : IDisposable
-    {
-        public Scratch(int rows, int headDim)
-        {
-            Q = ArrayPool<float>.Shared.Rent(rows * headDim);
-            Acc = ArrayPool<float>.Shared.Rent(rows * HeadDimVFixed);
-            RowMax = ArrayPool<float>.Shared.Rent(rows);
-            RowSum = ArrayPool<float>.Shared.Rent(rows);
-            Visible = ArrayPool<int>.Shared.Rent(rows);
-            Keys = ArrayPool<float>.Shared.Rent(DecodeSchedule.BlockSizeN * headDim);
-            Scores = ArrayPool<float>.Shared.Rent(DecodeSchedule.BlockSizeN);
-        }
-
-        public float[] Q { get; }
-
-        public float[] Acc { get; }
-
-        public float[] RowMax { get; }
-
-        public float[] RowSum { get; }
-
-        public int[] Visible { get; }
-
-        public float[] Keys { get; }
-
-        public float[] Scores { get; }
-
-        public void Dispose()
-        {
-            ArrayPool<float>.Shared.Return(Q);
-            ArrayPool<float>.Shared.Return(Acc);
-            ArrayPool<float>.Shared.Return(RowMax);
-            ArrayPool<float>.Shared.Return(RowSum);
-            ArrayPool<int>.Shared.Return(Visible);
-            ArrayPool<float>.Shared.Return(Keys);
-            ArrayPool<float>.Shared.Return(Scores);
+            destination[i] = span[(int)(i * stride)];
         }
     }
 }
