@@ -125,22 +125,7 @@ internal static class BenchAppendCommand
                     }
                 }
 
-                var json = Render(run, records);
-                if (output is not null)
-                {
-                    File.WriteAllText(output.FullName, json);
-                    context.Diag($"wrote the run record and {records.Count} case record(s) to {output.FullName}");
-                }
-                if (failures > 0)
-                {
-                    context.Diag($"error: {failures} of {cases.Count} case(s) failed");
-                }
-
-                if (format == OutputFormat.Json)
-                {
-                    context.Out.Write(json);
-                }
-                else
+                BenchCommand.FinishRun(context, Render(run, records), records.Count, failures, cases.Count, output, format, () =>
                 {
                     var report = new Report();
                     report.Note($"GPU: {run.Gpu}; CUDA {run.CudaDriverVersion}; SM clock {BenchCommand.Mhz(run.SmClockMhzStart)} -> {BenchCommand.Mhz(run.SmClockMhzEnd)}; D2D copy: {TableOut.F(run.CopyGBps, 1)} GB/s; commit {run.Commit}");
@@ -157,8 +142,8 @@ internal static class BenchAppendCommand
                             r.Rotations.ToString(System.Globalization.CultureInfo.InvariantCulture),
                             r.CallsPerGraph.ToString(System.Globalization.CultureInfo.InvariantCulture));
                     }
-                    report.Write(context, format);
-                }
+                    return report;
+                });
                 return failures == 0 ? ExitCodes.Success : ExitCodes.Failure;
             }
         }

@@ -228,25 +228,8 @@ internal static class BenchCommand
                     }
                 }
 
-                var json = RenderRecords(run, records);
-                if (output is not null)
-                {
-                    File.WriteAllText(output.FullName, json);
-                    context.Diag($"wrote the run record and {records.Count} case record(s) to {output.FullName}");
-                }
-                if (failures > 0)
-                {
-                    context.Diag($"error: {failures} of {cases.Count} case(s) failed");
-                }
-
-                if (format == OutputFormat.Json)
-                {
-                    context.Out.Write(json);
-                }
-                else
-                {
-                    TableReport(run, runner.KernelPath, records).Write(context, format);
-                }
+                FinishRun(context, RenderRecords(run, records), records.Count, failures, cases.Count, output, format,
+                          () => TableReport(run, runner.KernelPath, records));
 
                 // After the results are out, so that a plot that cannot be written loses none of them.
                 if (plots is not null && records.Count > 0)
@@ -340,6 +323,32 @@ internal static class BenchCommand
                 Mhz(r.SmClockMhz));
         }
         return report;
+    }
+
+    /// <summary>
+    /// The end of a bench run (decode or append): writes the JSON list to <paramref name="output"/>,
+    /// says how many cases failed, and prints the JSON or the report in <paramref name="format"/>.
+    /// </summary>
+    internal static void FinishRun(CliContext context, string json, int records, int failures, int cases, FileInfo? output, OutputFormat format, Func<Report> report)
+    {
+        if (output is not null)
+        {
+            File.WriteAllText(output.FullName, json);
+            context.Diag($"wrote the run record and {records} case record(s) to {output.FullName}");
+        }
+        if (failures > 0)
+        {
+            context.Diag($"error: {failures} of {cases} case(s) failed");
+        }
+
+        if (format == OutputFormat.Json)
+        {
+            context.Out.Write(json);
+        }
+        else
+        {
+            report().Write(context, format);
+        }
     }
 
     internal static string Mhz(int? mhz) => mhz is { } m ? Str(m) + " MHz" : "?";
