@@ -25,7 +25,7 @@ public sealed partial class CpuMlaDecoder
     /// <exception cref="ArgumentException">An argument is invalid (see <see cref="MlaDecodeValidation"/>), a
     /// stride is negative or a span covers more than <see cref="int.MaxValue"/> elements; ParamName names
     /// the argument and nothing has been written.</exception>
-    public unsafe void Decode<TQ, TKv, TOut>(
+    public void Decode<TQ, TKv, TOut>(
         ReadOnlyTensorSpan<TQ> q,
         ReadOnlyTensorSpan<TKv> kCache,
         ReadOnlyTensorSpan<int> blockTable,
@@ -36,24 +36,7 @@ public sealed partial class CpuMlaDecoder
         where TQ : unmanaged
         where TKv : unmanaged
         where TOut : unmanaged
-    {
-        fixed (TQ* pq = q)
-        fixed (TKv* pk = kCache)
-        fixed (int* pt = blockTable)
-        fixed (int* ps = cacheSeqlens)
-        fixed (TOut* po = output)
-        fixed (float* pl = lse)
-        {
-            Decode(
-                TensorSpanViews.Wrap(pq, q.Lengths, q.Strides, nameof(q)),
-                TensorSpanViews.Wrap(pk, kCache.Lengths, kCache.Strides, nameof(kCache)),
-                TensorSpanViews.Wrap(pt, blockTable.Lengths, blockTable.Strides, nameof(blockTable)),
-                TensorSpanViews.Wrap(ps, cacheSeqlens.Lengths, cacheSeqlens.Strides, nameof(cacheSeqlens)),
-                TensorSpanViews.Wrap(po, output.Lengths, output.Strides, nameof(output)),
-                TensorSpanViews.Wrap(pl, lse.Lengths, lse.Strides, nameof(lse)),
-                options);
-        }
-    }
+        => DecodeSpans(q, kCache, blockTable, cacheSeqlens, null, output, lse, options);
 
     /// <summary>Decodes one layer over tensor spans with a plan updated for these lengths and this page geometry.</summary>
     /// <typeparam name="TQ">q's element type: <see cref="BFloat16"/> or <see cref="Half"/>.</typeparam>
@@ -69,7 +52,7 @@ public sealed partial class CpuMlaDecoder
     /// <param name="options">Options; null means the defaults.</param>
     /// <exception cref="ArgumentException">An argument is invalid, or the plan does not fit the call
     /// (ParamName <c>plan</c>); nothing has been written.</exception>
-    public unsafe void Decode<TQ, TKv, TOut>(
+    public void Decode<TQ, TKv, TOut>(
         ReadOnlyTensorSpan<TQ> q,
         ReadOnlyTensorSpan<TKv> kCache,
         ReadOnlyTensorSpan<int> blockTable,
@@ -81,6 +64,21 @@ public sealed partial class CpuMlaDecoder
         where TQ : unmanaged
         where TKv : unmanaged
         where TOut : unmanaged
+        => DecodeSpans(q, kCache, blockTable, cacheSeqlens, plan, output, lse, options);
+
+    /// <summary>Pins the spans and decodes their host-tensor views in place, with <paramref name="plan"/> or in one call.</summary>
+    private unsafe void DecodeSpans<TQ, TKv, TOut>(
+        ReadOnlyTensorSpan<TQ> q,
+        ReadOnlyTensorSpan<TKv> kCache,
+        ReadOnlyTensorSpan<int> blockTable,
+        ReadOnlyTensorSpan<int> cacheSeqlens,
+        CpuDecodePlan? plan,
+        TensorSpan<TOut> output,
+        TensorSpan<float> lse,
+        MlaDecodeOptions? options)
+        where TQ : unmanaged
+        where TKv : unmanaged
+        where TOut : unmanaged
     {
         fixed (TQ* pq = q)
         fixed (TKv* pk = kCache)
@@ -89,15 +87,20 @@ public sealed partial class CpuMlaDecoder
         fixed (TOut* po = output)
         fixed (float* pl = lse)
         {
-            Decode(
-                TensorSpanViews.Wrap(pq, q.Lengths, q.Strides, nameof(q)),
-                TensorSpanViews.Wrap(pk, kCache.Lengths, kCache.Strides, nameof(kCache)),
-                TensorSpanViews.Wrap(pt, blockTable.Lengths, blockTable.Strides, nameof(blockTable)),
-                TensorSpanViews.Wrap(ps, cacheSeqlens.Lengths, cacheSeqlens.Strides, nameof(cacheSeqlens)),
-                plan,
-                TensorSpanViews.Wrap(po, output.Lengths, output.Strides, nameof(output)),
-                TensorSpanViews.Wrap(pl, lse.Lengths, lse.Strides, nameof(lse)),
-                options);
+            var qView = TensorSpanViews.Wrap(pq, q.Lengths, q.Strides, nameof(q));
+            var kView = TensorSpanViews.Wrap(pk, kCache.Lengths, kCache.Strides, nameof(kCache));
+            var tableView = TensorSpanViews.Wrap(pt, blockTable.Lengths, blockTable.Strides, nameof(blockTable));
+            var seqlensView = TensorSpanViews.Wrap(ps, cacheSeqlens.Lengths, cacheSeqlens.Strides, nameof(cacheSeqlens));
+            var outputView = TensorSpanViews.Wrap(po, output.Lengths, output.Strides, nameof(output));
+            var lseView = TensorSpanViews.Wrap(pl, lse.Lengths, lse.Strides, nameof(lse));
+            if (plan is null)
+            {
+                Decode(qView, kView, tableView, seqlensView, outputView, lseView, options);
+            }
+            else
+            {
+                Decode(qView, kView, tableView, seqlensView, plan, outputView, lseView, options);
+            }
         }
     }
 
