@@ -100,7 +100,7 @@ public sealed class GpuSplitMergeTests(GpuFixture gpu)
     }
 
     [Fact]
-    public void KernelInfo_SaysWhetherTheDecodeMergesInTheKernel()
+    public void ThePlansGrid_FitsOnTheDeviceAtOnce_SoTheKernelMayMergeSplits()
     {
         var decoder = gpu.RequireDecoder();
         var shape = new MlaDecodeShape(1, 1, 16, 1, 576, 512, 512, 64, 512);
