@@ -13,8 +13,8 @@
 //       keeps the K ring full across request boundaries: for each 64-key block it resolves the
 //       page through the block table (a bad id is reported and read as zeros: the box falls
 //       outside the tensor map) and issues one 64×64 TMA box per 64 columns (9 for d = 576), the
-//       RoPE box first. Warp 1: loads each piece's Q tile (cp.async, rows past s_q·group zero).
-//       Warps 2–3 exit.
+//       RoPE box first. Warps 1–3: load each piece's Q tile (cp.async; a warp takes a row at a
+//       time, its lanes the row's chunks; rows past s_q·group zero).
 //  WG1  scores (136 registers): per block, S = Q·Kᵀ with wgmma m64n64k16 (both operands in
 //       shared memory; box by box as the K boxes land), then the softmax: masks (length,
 //       causal), running max and sums, and the hand-over of P (bf16/fp16, written with stmatrix
@@ -38,13 +38,15 @@
 //    full[18], empty[18]  one pair per K box: TMA bytes landed / last reader done (V boxes 0–3
 //                         by WG2, 4–7 by WG3, the P box by both)
 //    p_full[2]            the stage's P, alpha and row sums written (128 WG1 arrivals)
-//    q_full, q_empty      Q loaded (warp 1) / Q no longer read (WG1, after a piece's last QK)
+//    q_full, q_empty      Q loaded (warps 1–3, one arrival each) / Q no longer read (WG1, after a piece's last QK)
 // A partial last block: the rows past the length may hold anything (NaN): WG1 masks their
 // scores, and WG2/WG3 zero those rows of their V boxes (then fence.proxy.async) before P·V.
 #include "cp_async.cuh"
 #include "decode_abi.cuh"
 #include "decode_common.cuh"
+#include "global_io.cuh"
 #include "numeric.cuh"
+#include "probe_timeline.cuh"
 #include "sm90/mbarrier.cuh"
 #include "sm90/tma.cuh"
 #include "sm90/warpgroup.cuh"
@@ -66,6 +68,7 @@ constexpr int kVBoxes = 8;         // 512 / 64
 constexpr int kVBoxesPerWg = 4;    // output columns 256 per output warpgroup
 static_assert(2 * kVBoxesPerWg == kVBoxes, "two output warpgroups cover the 512 V columns");
 constexpr int kStages = 2;
+constexpr int kQLoaders = 3;       // WG0 warps 1–3 load Q
 static_assert(kMaxBoxes * kBoxCols == kMaxHeadDim && kVBoxes * kBoxCols == kHeadDimV, "boxes cover the head dims");
 
 constexpr int kProducerRegs = 40;
@@ -164,34 +167,39 @@ FMLA_DEVICE void produce_k(const Cta& c, u64 k_map) {
                 tma_load_4d(c.k_box(stage, t), k_map, c.full_bar(stage, t), t * kBoxCols, in_page, c.kv_head, block_id);
 #endif
             }
+            FMLA_PROBE_STAMP(j == 0, 11);
         }
     });
+    FMLA_PROBE_STAMP(true, 12);
 }
 
-// WG0 warp 1: Q of each non-empty piece.
-FMLA_DEVICE void produce_q(const Cta& c, int lane) {
+// WG0 warps 1–3: Q of each non-empty piece. Loader w takes rows w, w + 3, …; its lanes take the
+// row's 16-byte chunks, so the row's address is computed once per row, not once per chunk (one
+// warp computing it per chunk took about 10 µs a piece).
+FMLA_DEVICE void produce_q(const Cta& c, int loader, int lane) {
     const DecodeParams& p = c.p;
     int count = 0;
     const int chunks_per_row = c.boxes * (kBoxCols / 8);
     for_each_piece<true>(p, c.part, [&](const DecodePiece& pc) FMLA_INLINE_LAMBDA {
         if (pc.tile_end <= pc.tile_begin) return;
         mbarrier_wait(c.bar(Smem::q_empty), (count & 1) ^ 1);
-        for (int i = lane; i < kRows * chunks_per_row; i += kWarpSize) {
-            const int row = i / chunks_per_row;
-            const int cc = i - row * chunks_per_row;
-            const int t = cc >> 3;
-            const int chunk = cc & 7;
+        for (int row = loader; row < kRows; row += kQLoaders) {
             const int r = c.global_row(row);
             const bool valid = r < p.rows;
             const u8* src = reinterpret_cast<const u8*>(p.q);
-            if (valid) src += q_offset(p, pc.request, query_row(r, c.kv_head, p.group)) * 2 + cc * 16;
-            cp_async_16(c.q_box(t) + row * 128 + ((chunk ^ (row & 7)) << 4), src, valid);
+            if (valid) src += q_offset(p, pc.request, query_row(r, c.kv_head, p.group)) * 2;
+            const u32 dst = c.q_box(0) + row * 128;
+            const int swizzle = row & 7;
+            for (int cc = lane; cc < chunks_per_row; cc += kWarpSize) {
+                cp_async_16(dst + (cc >> 3) * kBoxBytes + (((cc & 7) ^ swizzle) << 4), src + (valid ? cc * 16 : 0), valid);
+            }
         }
         cp_async_commit();
         cp_async_wait<0>();
         fence_proxy_async_shared();
         asm volatile("bar.warp.sync 0xffffffff;" ::: "memory");
         if (lane == 0) mbarrier_arrive(c.bar(Smem::q_full));
+        FMLA_PROBE_STAMP(lane == 0 && loader == 0, 2);
         ++count;
     });
 }
@@ -354,6 +362,7 @@ struct Scores {
             }
             mbarrier_wait(c.bar(Smem::q_full), q_count & 1);
             ++q_count;
+            FMLA_PROBE_STAMP(thread_idx() == kWarpgroupThreads, 3);
             // Block by block: its QK (waiting for each K box), then its softmax. The next block's
             // QK is not issued first: with two K stages that would hold this block's P back
             // until the next block has arrived, and so expose a load latency per block.
@@ -363,7 +372,10 @@ struct Scores {
                 wgmma_wait<0>();
                 wgmma_fence_operands(s);
                 mbarrier_arrive_if(c.bar(Smem::q_empty), leader && b + 1 == n);
+                FMLA_PROBE_STAMP(leader && b == 0, 4);
                 finish_block(s, pc, pc.tile_begin + b, b + 1 == n);
+                FMLA_PROBE_STAMP(leader && b == 0, 5);
+                FMLA_PROBE_STAMP(leader && b + 1 == n, 7);
             }
         });
     }
@@ -402,31 +414,49 @@ struct Output {
 #pragma unroll
         for (int h = 0; h < 2; ++h) {
             const int r = c.global_row(row_of(h));
-            if (r >= p.rows) continue;
+            const bool valid = r < p.rows;
             const float l = l_row[h];
             const float inv = l > 0.0f ? 1.0f / l : 0.0f;
             auto value = [&](float x) { return empty ? 0.0f : x * inv; };
             if (pc.split) {
-                float* acc_row = reinterpret_cast<float*>(p.o_accum) +
-                                 split_row(pc.slot, c.kv_head, p.h_kv, p.rows, r) * kHeadDimV + col_base;
+                if (valid) {
+                    // Chunk n of o0 is 8·n columns past col_base, of o1 128 + 8·n (split_out_offset).
+                    float* acc = reinterpret_cast<float*>(p.o_accum) + split_out_offset(pc.slot, c.kv_head, p.h_kv, p.rows, r, col_base);
 #pragma unroll
-                for (int n = 0; n < 16; ++n) {
-                    *reinterpret_cast<float2v*>(acc_row + 8 * n) = float2v{value(o0[4 * n + 2 * h]), value(o0[4 * n + 2 * h + 1])};
-                    *reinterpret_cast<float2v*>(acc_row + 128 + 8 * n) =
-                        float2v{value(o1[4 * n + 2 * h]), value(o1[4 * n + 2 * h + 1])};
+                    for (int n = 0; n < 16; ++n) {
+                        *reinterpret_cast<float2v*>(acc + n * 8 * kSplitRowGroup) = float2v{value(o0[4 * n + 2 * h]), value(o0[4 * n + 2 * h + 1])};
+                        *reinterpret_cast<float2v*>(acc + (16 + n) * 8 * kSplitRowGroup) =
+                            float2v{value(o1[4 * n + 2 * h]), value(o1[4 * n + 2 * h + 1])};
+                    }
                 }
             } else {
-                u8* out_row = reinterpret_cast<u8*>(p.output) +
-                              2 * (output_offset(p, pc.request, query_row(r, c.kv_head, p.group)) + col_base);
+                // Four chunks of 8 columns at a time: the quad's lanes swap their column pairs so
+                // that lane q holds all 8 columns of chunk 4m + q, one 16-byte store each (a warp
+                // writes 64 contiguous bytes of each of its 8 rows instead of 16). Every lane
+                // shuffles; only lanes of valid rows store.
+                u8* out_row = reinterpret_cast<u8*>(p.output);
+                if (valid) out_row += 2 * (output_offset(p, pc.request, query_row(r, c.kv_head, p.group)) + 256 * half);
+                const int q = lane & 3;
+                auto store_half = [&](const float (&o)[64], int col0) FMLA_INLINE_LAMBDA {
 #pragma unroll
-                for (int n = 0; n < 16; ++n) {
-                    *reinterpret_cast<u32*>(out_row + 2 * (8 * n)) =
-                        ElemOps<T>::pack2(value(o0[4 * n + 2 * h]), value(o0[4 * n + 2 * h + 1]));
-                    *reinterpret_cast<u32*>(out_row + 2 * (128 + 8 * n)) =
-                        ElemOps<T>::pack2(value(o1[4 * n + 2 * h]), value(o1[4 * n + 2 * h + 1]));
-                }
+                    for (int m = 0; m < 4; ++m) {
+                        u32 v[4];
+#pragma unroll
+                        for (int jj = 0; jj < 4; ++jj) {
+                            const int n = 4 * m + jj;
+                            v[jj] = ElemOps<T>::pack2(value(o[4 * n + 2 * h]), value(o[4 * n + 2 * h + 1]));
+                        }
+                        quad_transpose(v, q);
+                        if (valid) store16(out_row + 2 * (col0 + 8 * (4 * m + q)), Vec16{v[0], v[1], v[2], v[3]});
+                    }
+                };
+                store_half(o0, 0);
+                store_half(o1, 128);
             }
         }
+        // A warp whose rows are partly valid took both sides of `valid`: it reconverges here,
+        // before the named barriers (aligned: whole warps) that follow.
+        asm volatile("bar.warp.sync 0xffffffff;" ::: "memory");
     }
 
     FMLA_DEVICE void run() {
@@ -487,8 +517,11 @@ struct Output {
 #pragma unroll
                 for (int i = 0; i < kVBoxesPerWg; ++i) mbarrier_arrive_if(c.empty_bar(stage, half * kVBoxesPerWg + i), leader);
                 mbarrier_arrive_if(c.empty_bar(stage, kPBox), leader);
+                FMLA_PROBE_STAMP(leader && half == 0 && b == 0, 6);
+                FMLA_PROBE_STAMP(leader && half == 0 && b + 1 == n, 8);
             }
             store(pc, l_row, n <= 0);
+            FMLA_PROBE_STAMP(leader && half == 0, 9);
         });
     }
 };
@@ -500,6 +533,7 @@ FMLA_DEVICE void decode(const DecodeParams& p, u64 k_map) {
     Cta c{p, (raw + Smem::alignment - 1) & ~static_cast<u32>(Smem::alignment - 1), block_idx_x(), block_idx_y(),
           block_idx_z(), kBoxes};
     const int tid = thread_idx();
+    FMLA_PROBE_STAMP(tid == 0, 0);
     if (tid == 0) {
         for (int i = 0; i < kStages * kMaxBoxes; ++i) {
             mbarrier_init(c.bar(Smem::full) + 8 * i, 1);
@@ -507,7 +541,7 @@ FMLA_DEVICE void decode(const DecodeParams& p, u64 k_map) {
             mbarrier_init(c.bar(Smem::empty) + 8 * i, i % kMaxBoxes == kPBox ? 2 : 1);
         }
         for (int st = 0; st < kStages; ++st) mbarrier_init(c.p_full(st), kWarpgroupThreads);
-        mbarrier_init(c.bar(Smem::q_full), 1);
+        mbarrier_init(c.bar(Smem::q_full), kQLoaders);
         mbarrier_init(c.bar(Smem::q_empty), 1);
         mbarrier_init_fence();
         prefetch_tensor_map(k_map);
@@ -515,30 +549,36 @@ FMLA_DEVICE void decode(const DecodeParams& p, u64 k_map) {
     sync_threads();
     decode_prologue(p, c.part, tid, kThreads);
 
+    // WG1 writes the split LSEs, WG2–3 the partial outputs: the three then merge the part's split
+    // pieces. Each calls the merge from its own branch, so that ptxas compiles it under that
+    // warpgroup's register budget (after the branches it would get the producer's 40, and spill);
+    // so WG1 and WG2–3 meet at the merge's barrier from different instructions: unaligned.
+    auto merge = [&] FMLA_INLINE_LAMBDA {
+        auto sync = [] FMLA_INLINE_LAMBDA { named_barrier_unaligned(kMergeBarrier, kMergeThreads); };
+        // Scratch: the Q boxes, which no one reads once the part's pieces are done.
+        float* scratch = reinterpret_cast<float*>(smem_raw + (c.base - raw) + Smem::q);
+        merge_part<T, kMergeThreads>(p, c.part, c.kv_head, c.m_block, kRows, tid - kWarpgroupThreads, scratch, kMaxBoxes * kBoxBytes / 4, sync);
+        FMLA_PROBE_STAMP(tid == kWarpgroupThreads, 10);
+    };
     const int wg = warpgroup_idx();
     if (wg == 0) {
         setmaxnreg_dec<kProducerRegs>();
         const int warp = warp_idx();
         if (warp == 0) {
             if (lane_idx() == 0) produce_k(c, k_map);
-        } else if (warp == 1) {
-            produce_q(c, lane_idx());
+        } else {
+            produce_q(c, warp - 1, lane_idx());
         }
     } else if (wg == 1) {
         setmaxnreg_inc<kScoreRegs>();
         Scores<T, kBoxes> s{c, warp_idx() & 3, lane_idx(), 0, 0, {}, {}, {}, {}};
         s.run();
+        merge();
     } else {
         setmaxnreg_inc<kOutputRegs>();
         Output<T> o{c, wg - 2, warp_idx() & 3, lane_idx(), warpgroup_thread(), {}, {}};
         o.run();
-    }
-    if (wg >= 1) {
-        // WG1 wrote the split LSEs, WG2–3 the partial outputs: the three merge the part's split pieces.
-        auto sync = [] FMLA_INLINE_LAMBDA { named_barrier(kMergeBarrier, kMergeThreads); };
-        // Scratch: the Q boxes, which no one reads once the part's pieces are done.
-        float* scratch = reinterpret_cast<float*>(smem_raw + (c.base - raw) + Smem::q);
-        merge_part<T, kMergeThreads>(p, c.part, c.kv_head, c.m_block, kRows, tid - kWarpgroupThreads, scratch, kMaxBoxes * kBoxBytes / 4, sync);
+        merge();
     }
 }
 

@@ -338,12 +338,12 @@ struct DecodeCta {
                 const float l = s_row_l()[row];
                 const float inv = l > 0.0f ? 1.0f / l : 0.0f;
                 if (split) {
-                    float* acc_row =
-                        reinterpret_cast<float*>(p.o_accum) + split_row(slot, kv_head, p.h_kv, p.rows, r) * kHeadDimV;
+                    // Tile j is 8·j columns past col_base: one chunk further (split_out_offset).
+                    float* acc = reinterpret_cast<float*>(p.o_accum) + split_out_offset(slot, kv_head, p.h_kv, p.rows, r, col_base);
 #pragma unroll
                     for (int j = 0; j < kOutTiles; ++j) {
                         float2v v = {o[rb][j].r[2 * i] * inv, o[rb][j].r[2 * i + 1] * inv};
-                        *reinterpret_cast<float2v*>(acc_row + col_base + 8 * j) = v;
+                        *reinterpret_cast<float2v*>(acc + j * 8 * kSplitRowGroup) = v;
                     }
                 } else {
                     T* out_row =
@@ -387,13 +387,18 @@ struct DecodeCta {
             const u32 s_k = s_k_tile(j % STAGES);
             FragC s[kScoreTiles];
             compute_scores(s, s_k);
+            FMLA_PROBE_STAMP(j == 0 && thread_idx() == 0, 3);
             softmax_tile(s, tile_begin + j, seqlen);
             sync_threads();  // P and sAlpha are complete
+            FMLA_PROBE_STAMP(j == 0 && thread_idx() == 0, 5);
             accumulate_pv(s_k);
             sync_threads();
+            FMLA_PROBE_STAMP(j == 0 && thread_idx() == 0, 6);
         }
+        FMLA_PROBE_STAMP(thread_idx() == 0, 8);
         cp_async_wait<0>();
         epilogue(request, split, slot);
+        FMLA_PROBE_STAMP(thread_idx() == 0, 9);
     }
 };
 
@@ -402,11 +407,13 @@ FMLA_DEVICE void decode_splitkv(const DecodeParams& p) {
     using Cta = DecodeCta<T, STAGES, RG>;
     if (!has_shared_memory(reinterpret_cast<ErrorRecord*>(p.error), Cta::Smem::bytes)) return;
     Cta cta(p);
+    FMLA_PROBE_STAMP(thread_idx() == 0, 0);
     // The merge's scratch: the Q tile, free once the part's pieces are done.
     decode_part<T, kThreads>(p, block_idx_z(), cta.kv_head, cta.m_block, Cta::kBlockM, reinterpret_cast<float*>(decode_smem + Cta::Smem::q),
                              Cta::kBlockM * kMaxHeadDim * kElemBytes / 4, [&](const DecodePiece& piece) FMLA_INLINE_LAMBDA {
         cta.run_piece(piece.request, piece.tile_begin, piece.tile_end, piece.seqlen, piece.split, piece.slot);
     });
+    FMLA_PROBE_STAMP(thread_idx() == 0, 10);
 }
 
 // The descriptor of a variant: 8 warps, 16·RG query rows per CTA, a STAGES-deep K ring.

@@ -329,11 +329,12 @@ struct CompactCta {
             const float l = s_row_l()[row];
             const float inv = l > 0.0f ? 1.0f / l : 0.0f;
             if (split) {
-                float* acc_row = reinterpret_cast<float*>(p.o_accum) + split_row(slot, kv_head, p.h_kv, p.rows, r) * kHeadDimV;
+                // Tile j is 8·j columns past col_base: one chunk further (split_out_offset).
+                float* acc = reinterpret_cast<float*>(p.o_accum) + split_out_offset(slot, kv_head, p.h_kv, p.rows, r, col_base);
 #pragma unroll
                 for (int j = 0; j < kOutTiles; ++j) {
                     float2v v = {o[j].r[2 * i] * inv, o[j].r[2 * i + 1] * inv};
-                    *reinterpret_cast<float2v*>(acc_row + col_base + 8 * j) = v;
+                    *reinterpret_cast<float2v*>(acc + j * 8 * kSplitRowGroup) = v;
                 }
             } else {
                 T* out_row = reinterpret_cast<T*>(p.output) + output_offset(p, request, query_row(r, kv_head, p.group));

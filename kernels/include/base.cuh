@@ -44,6 +44,12 @@ FMLA_DEVICE void named_barrier(int id, int count) {
     asm volatile("bar.sync %0, %1;" ::"r"(id), "r"(count) : "memory");
 }
 
+// Named barrier `id` over `count` threads that may reach it from different instructions
+// (barrier.sync without .aligned; bar.sync requires every thread to execute the same one).
+FMLA_DEVICE void named_barrier_unaligned(int id, int count) {
+    asm volatile("barrier.sync %0, %1;" ::"r"(id), "r"(count) : "memory");
+}
+
 FMLA_DEVICE float shfl_xor(float v, int mask) {
     float r;
     asm volatile("shfl.sync.bfly.b32 %0, %1, %2, 0x1f, 0xffffffff;" : "=f"(r) : "f"(v), "r"(mask));
@@ -62,6 +68,26 @@ FMLA_DEVICE int shfl_xor(int v, int mask) {
     int r;
     asm volatile("shfl.sync.bfly.b32 %0, %1, %2, 0x1f, 0xffffffff;" : "=r"(r) : "r"(v), "r"(mask));
     return r;
+}
+
+// Transposes a 4 × 4 matrix of words held by the four lanes of a quad (lanes 4k … 4k + 3): lane q
+// holds row q in v on entry and column q on exit (v[j] = what lane j held in v[q]). Two rounds of
+// two shuffles; all 32 lanes call it.
+FMLA_DEVICE void quad_transpose(u32 (&v)[4], int q) {
+#pragma unroll
+    for (int b = 1; b <= 2; b <<= 1) {
+#pragma unroll
+        for (int j = 0; j < 4; ++j) {
+            if (j & b) continue;
+            const bool upper = (q & b) != 0;
+            const u32 recv = static_cast<u32>(shfl_xor(static_cast<int>(upper ? v[j] : v[j | b]), b));
+            if (upper) {
+                v[j] = recv;
+            } else {
+                v[j | b] = recv;
+            }
+        }
+    }
 }
 
 FMLA_DEVICE void atomic_or_global(int* p, int v) {

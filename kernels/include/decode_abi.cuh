@@ -28,6 +28,9 @@ constexpr float kLn2 = 0.693147180559945309f;
 // The fewest query rows a decode CTA takes (mma.sync m16); the in-kernel merge keeps one
 // MergeCounters per (request, KV head, row tile) of at least this many rows.
 constexpr int kMinRowsPerCta = 16;
+// The split workspace's output rows come in groups of this many (decode_common.cuh,
+// split_out_offset): o_accum holds ceil(rows / 8)·8 rows per (slot, KV head).
+constexpr int kSplitRowGroup = 8;
 
 // Flags of ErrorRecord::flags.
 enum ErrorFlag : int {
@@ -47,14 +50,16 @@ enum ErrorFlag : int {
     X(int, error_shared_memory)         \
     X(int, error_merge)                 \
     X(int, min_rows_per_cta)            \
+    X(int, split_row_group)             \
     X(int, elem_bf16)                   \
     X(int, elem_fp16)                   \
-    X(int, abi_version)
+    X(int, abi_version)                 \
+    X(int, pad)
 FMLA_ABI_STRUCT(DecodeConstants, FMLA_DECODE_CONSTANTS_FIELDS);
 
 constexpr DecodeConstants kDecodeConstants = {kBlockN,      kFixedOverheadBlocks, kHeadDimV,   kMaxHeadDim,
                                               kErrorSeqlen, kErrorBlockId,        kErrorSharedMemory, kErrorMerge,
-                                              kMinRowsPerCta, kElemBf16,          kElemFp16,   kAbiVersion};
+                                              kMinRowsPerCta, kSplitRowGroup, kElemBf16,          kElemFp16,   kAbiVersion, 0};
 
 // ---- fill.cu -----------------------------------------------------------------------------
 
@@ -123,7 +128,7 @@ static_assert(sizeof(ScheduleParams) == 48, "ScheduleParams is 48 bytes");
     X(u64, cache_seqlens)                                                   \
     X(u64, output)                                                          \
     X(u64, lse)                                                             \
-    X(u64, o_accum)   /* float [slots, h_kv, rows, 512] */                  \
+    X(u64, o_accum)   /* float [slots, h_kv, rows rounded up to 8, 512], split_out_offset */ \
     X(u64, lse_accum) /* float [slots, h_kv, rows], log2 domain */          \
     X(u64, parts)                                                           \
     X(u64, num_splits)                                                      \

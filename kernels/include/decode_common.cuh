@@ -139,10 +139,25 @@ FMLA_DEVICE i64 lse_offset(const P& p, int request, QueryRow row) {
     return static_cast<i64>(request) * p.lse_batch_stride + static_cast<i64>(row.head) * p.lse_head_stride + row.token;
 }
 
-// Row index of query row r of KV head kv_head in split slot `slot` of the workspace: lse_accum is
-// [slots, h_kv, rows] and o_accum [slots, h_kv, rows, kHeadDimV].
+// Row index of query row r of KV head kv_head in split slot `slot` of lse_accum [slots, h_kv, rows].
 FMLA_DEVICE i64 split_row(int slot, int kv_head, int h_kv, int rows, int r) {
     return (static_cast<i64>(slot) * h_kv + kv_head) * rows + r;
 }
+
+// Rows of one (slot, KV head) of o_accum: rows rounded up to a whole group.
+FMLA_DEVICE int split_out_rows(int rows) { return (rows + kSplitRowGroup - 1) / kSplitRowGroup * kSplitRowGroup; }
+
+// Float offset of (row r, column col) of split slot `slot` in o_accum. Each (slot, KV head) holds
+// its rows in groups of 8; a group is [64 chunks of 8 columns][8 rows][8 columns], the order of an
+// mma/wgmma accumulator, in which lane l of a warp holds columns 8n + 2(l % 4) + {0, 1} of row
+// l / 4 (+ 8): a warp's store of one chunk over 8 rows is 256 contiguous bytes, where a row-major
+// layout would touch 8 rows. A float4 of columns 4u … 4u + 3 is contiguous.
+FMLA_DEVICE i64 split_out_offset(int slot, int kv_head, int h_kv, int rows, int r, int col) {
+    const i64 group = (static_cast<i64>(slot) * h_kv + kv_head) * split_out_rows(rows) + (r & ~(kSplitRowGroup - 1));
+    return group * kHeadDimV + (col >> 3) * (8 * kSplitRowGroup) + (r & (kSplitRowGroup - 1)) * 8 + (col & 7);
+}
+
+// Floats between the same (row, column) of consecutive split slots.
+FMLA_DEVICE i64 split_out_slot_stride(int h_kv, int rows) { return static_cast<i64>(h_kv) * split_out_rows(rows) * kHeadDimV; }
 
 }  // namespace fmla

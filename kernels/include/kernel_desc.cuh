@@ -45,7 +45,7 @@ namespace fmla {
 // "FMLA" as a little-endian int32: the first word of every descriptor and layout record.
 constexpr int kAbiMagic = 0x414c4d46;
 // Bumped whenever KernelDesc or AbiLayout change shape; the host refuses other versions.
-constexpr int kAbiVersion = 1;
+constexpr int kAbiVersion = 2;
 constexpr int kParamStructNameBytes = 32;
 
 // Element type codes, the values of FlashMla.Tensors.ElementType.

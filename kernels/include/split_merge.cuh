@@ -29,6 +29,7 @@
 #include "decode_common.cuh"
 #include "grid_dependency.cuh"
 #include "numeric.cuh"
+#include "probe_timeline.cuh"
 
 namespace fmla {
 
@@ -69,6 +70,7 @@ FMLA_DEVICE void merge_arrive(const DecodeParams& p, const SplitPiece& s, int kv
     if (tid == 0) {
         fence_gpu();
         atomic_add_release_gpu(&merge_counters(p, s.request, kv_head, m_block)->arrived, 1);
+        FMLA_PROBE_STAMP(true, 13);
     }
 }
 
@@ -125,7 +127,7 @@ FMLA_DEVICE void merge_units_unstaged(const DecodeParams& p, const SplitPiece& s
             for (int i = sub; i < s.count; i += lanes) {
                 const i64 srow = split_row(s.first_slot + i, kv_head, p.h_kv, p.rows, row);
                 const float w = exp2_approx(load_l2_f32(lse_accum + srow) - lse2);
-                const float4v v = load_l2_f32x4(o_accum + srow * kHeadDimV + col);
+                const float4v v = load_l2_f32x4(o_accum + split_out_offset(s.first_slot + i, kv_head, p.h_kv, p.rows, row, col));
                 acc.x += w * v.x;
                 acc.y += w * v.y;
                 acc.z += w * v.z;
@@ -159,6 +161,7 @@ FMLA_DEVICE void merge_finish(const DecodeParams& p, const SplitPiece& s, int kv
                 break;
             }
         }
+        FMLA_PROBE_STAMP(true, 14);
     }
     sync();
 
@@ -213,7 +216,7 @@ FMLA_DEVICE void merge_finish(const DecodeParams& p, const SplitPiece& s, int kv
         const int sub = lane & (lanes - 1);
         const int group = tid / lanes;
         const int groups = kThreads / lanes;
-        const i64 step = static_cast<i64>(p.h_kv) * p.rows * kHeadDimV;  // one split slot, in floats
+        const i64 step = split_out_slot_stride(p.h_kv, p.rows);  // one split slot, in floats
         for (int base = begin; base < end; base += groups * kMergeUnitsPerThread) {
             const float* o[kMergeUnitsPerThread];
             const float* w[kMergeUnitsPerThread];
@@ -226,7 +229,7 @@ FMLA_DEVICE void merge_finish(const DecodeParams& p, const SplitPiece& s, int kv
                 active[k] = u < end;
                 row[k] = row0 + (active[k] ? u / kMergeUnitsPerRow : 0);
                 col[k] = 4 * (active[k] ? u % kMergeUnitsPerRow : 0);
-                o[k] = o_accum + split_row(s.first_slot, kv_head, p.h_kv, p.rows, row[k]) * kHeadDimV + col[k];
+                o[k] = o_accum + split_out_offset(s.first_slot, kv_head, p.h_kv, p.rows, row[k], col[k]);
                 w[k] = scratch + (row[k] - row_lo) * s.count;
                 acc[k] = float4v{0.0f, 0.0f, 0.0f, 0.0f};
             }
@@ -276,6 +279,7 @@ FMLA_DEVICE void merge_finish(const DecodeParams& p, const SplitPiece& s, int kv
 
     sync();
     if (tid == 0) {
+        FMLA_PROBE_STAMP(true, 15);
         if (atomic_add_release_gpu(&counters->departed, 1) == s.count - 1) {
             store_relaxed_gpu(&counters->arrived, 0);
             store_relaxed_gpu(&counters->departed, 0);
@@ -327,6 +331,7 @@ FMLA_DEVICE void decode_prologue(const DecodeParams& p, int part_index, int tid,
     }
     wait_for_prior_grid();
     allow_dependent_launch();
+    FMLA_PROBE_STAMP(tid == 0, 1);
 }
 
 // A schedule part for CTAs whose kThreads threads all compute every piece (barrier 0): runs
@@ -371,6 +376,7 @@ FMLA_DEVICE void merge_part(const DecodeParams& p, int part_index, int kv_head, 
         for (int i = 0; i < merges.n; ++i) {
             atomic_add_release_gpu(&merge_counters(p, merges.piece[i].request, kv_head, m_block)->arrived, 1);
         }
+        FMLA_PROBE_STAMP(true, 13);
     }
     for (int i = 0; i < merges.n; ++i) {
         merge_finish<T, kThreads>(p, merges.piece[i], kv_head, m_block, rows_per_cta, tid, scratch, scratch_floats, sync);

@@ -47,7 +47,7 @@ public sealed record KernelDescriptor(
     internal const int AbiMagic = 0x414c4d46;
 
     /// <summary>The descriptor format the host understands (<c>kAbiVersion</c>).</summary>
-    internal const int AbiVersion = 1;
+    internal const int AbiVersion = 2;
 
     /// <summary>Dynamic shared memory of one CTA for a batch of <paramref name="batch"/> requests.</summary>
     /// <param name="batch">b (only counts when <see cref="SharedMemoryBytesPerRequest"/> is not 0).</param>

@@ -112,6 +112,7 @@ public sealed class KernelAbiTests
         Assert.Equal(ErrorRecord.SharedMemoryFlag, Value("error_shared_memory"));
         Assert.Equal(ErrorRecord.MergeFlag, Value("error_merge"));
         Assert.Equal(CudaDecodePlan.MinRowsPerCta, Value("min_rows_per_cta"));
+        Assert.Equal(CudaDecodePlan.SplitRowGroup, Value("split_row_group"));
         Assert.Equal((int)ElementType.BFloat16, Value("elem_bf16"));
         Assert.Equal((int)ElementType.Float16, Value("elem_fp16"));
         Assert.Equal(KernelDescriptor.AbiVersion, Value("abi_version"));

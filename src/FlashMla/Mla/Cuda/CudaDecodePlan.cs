@@ -31,7 +31,7 @@ public sealed class CudaDecodePlan : MlaDecodePlan, IDisposable
             Parts = Track(buffers, DeviceBuffer<DecodePart>.Allocate(context, numParts));
             NumSplits = Track(buffers, DeviceBuffer<int>.Allocate(context, (long)batch + 1));
             Errors = Track(buffers, DeviceBuffer<ErrorRecord>.Allocate(context, 1));
-            OAccum = Track(buffers, DeviceBuffer<float>.Allocate(context, checked(slots * kvHeads * rows * MlaDecodeValidation.SupportedHeadDimV)));
+            OAccum = Track(buffers, DeviceBuffer<float>.Allocate(context, checked(slots * kvHeads * SplitOutputRows(RowsPerKvHead) * MlaDecodeValidation.SupportedHeadDimV)));
             LseAccum = Track(buffers, DeviceBuffer<float>.Allocate(context, checked(slots * kvHeads * rows)));
             Merge = Track(buffers, DeviceBuffer<MergeCounters>.Allocate(context, checked(batch * (long)kvHeads * MergeRowTiles(RowsPerKvHead))));
             Errors.CopyFrom([ErrorRecord.Clean]);
@@ -70,6 +70,14 @@ public sealed class CudaDecodePlan : MlaDecodePlan, IDisposable
 
     /// <summary>The in-kernel merge's counters, one <see cref="MergeCounters"/> per (request, KV head, row tile of <see cref="MinRowsPerCta"/> rows); zero between decodes.</summary>
     internal DeviceBuffer<MergeCounters> Merge { get; }
+
+    /// <summary>The split workspace keeps its output rows in groups of this many (<c>kSplitRowGroup</c>), the order of the kernels' accumulators.</summary>
+    internal const int SplitRowGroup = 8;
+
+    /// <summary>Rows of one (slot, KV head) of <see cref="OAccum"/>: the rows rounded up to whole <see cref="SplitRowGroup"/> groups.</summary>
+    /// <param name="rowsPerKvHead">s_q · h_q / h_kv.</param>
+    /// <returns>The padded row count.</returns>
+    internal static long SplitOutputRows(int rowsPerKvHead) => ((long)rowsPerKvHead + SplitRowGroup - 1) / SplitRowGroup * SplitRowGroup;
 
     /// <summary>The fewest query rows a decode CTA takes (<c>kMinRowsPerCta</c>), which sizes <see cref="Merge"/>.</summary>
     internal const int MinRowsPerCta = 16;
