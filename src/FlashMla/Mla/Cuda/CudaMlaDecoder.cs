@@ -144,10 +144,10 @@ public sealed class CudaMlaDecoder : IDisposable
     public bool CheckedMode { get; set; }
 
     /// <summary>
-    /// When true (default), small decodes are one kernel launch: the CTAs that computed the pieces
-    /// of a split request merge them at the end of the same kernel (split_merge.cuh). The decoder
-    /// does so for batches of at most <see cref="InKernelMergeMaxBatch"/> requests on the paths
-    /// where that was measured faster (the mma.sync family), when the kernel's grid fits on the
+    /// When true (default), decodes whose requests are cut into many pieces are one kernel launch:
+    /// the CTAs that computed the pieces of a split request merge them at the end of the same
+    /// kernel (split_merge.cuh). The decoder does so when it expects at least
+    /// <see cref="InKernelMergeMinSplits"/> pieces per request and the kernel's grid fits on the
     /// device at once (it always does with the plan's part count); other calls, and every call
     /// when false, merge with the separate combine kernel after the split-KV kernel. The results
     /// agree to within rounding, and each way is bitwise deterministic. Read when a decode is enqueued.
@@ -155,12 +155,21 @@ public sealed class CudaMlaDecoder : IDisposable
     public bool MergeInKernel { get; set; } = true;
 
     /// <summary>
-    /// The largest batch whose decodes merge in the kernel (with <see cref="MergeInKernel"/>): 4.
-    /// Beyond it the combine kernel was measured faster on the H200 (docs/perf-notes.md, v6): the
-    /// CTAs of a larger batch's split requests wait for one another longer than the separate
-    /// launch costs.
+    /// The fewest pieces per request for which decodes merge in the kernel (with
+    /// <see cref="MergeInKernel"/>): 32. The decoder expects min(the block table's 64-key blocks,
+    /// parts / b) pieces per request. With fewer, the combine kernel was measured faster on the
+    /// H200 (docs/perf-notes.md, v7): the in-kernel merge waits for the slowest piece and pays a
+    /// few microseconds of its own, which only pays off when the combine kernel would read many
+    /// partials per row on a few SMs.
     /// </summary>
-    public const int InKernelMergeMaxBatch = 4;
+    public const int InKernelMergeMinSplits = 32;
+
+    /// <summary>The pieces per request the decoder expects for a shape and part count: min(capacity blocks, parts / b).</summary>
+    /// <param name="shape">The shape.</param>
+    /// <param name="numParts">The plan's part count.</param>
+    /// <returns>The expected pieces per request.</returns>
+    internal static long ExpectedSplitsPerRequest(MlaDecodeShape shape, int numParts) =>
+        Math.Min((shape.Capacity + DecodeSchedule.BlockSizeN - 1) / DecodeSchedule.BlockSizeN, numParts / shape.Batch);
 
     /// <summary>Tests: merge in the kernel whenever the grid fits, whatever the batch and path.</summary>
     internal bool MergeInKernelAlways { get; set; }
@@ -249,7 +258,7 @@ public sealed class CudaMlaDecoder : IDisposable
 
     /// <summary>
     /// Allocates the workspace of decodes of one shape: parts [num_parts], num_splits [b+1], the
-    /// error record (cleared), o_accum float [(b+num_parts)·h_kv·rows·512] and lse_accum float
+    /// error record (cleared), o_accum float [(b+num_parts)·h_kv·rows8·512] (rows8: rows rounded up to 8) and lse_accum float
     /// [(b+num_parts)·h_kv·rows], with rows = s_q·h_q/h_kv and num_parts from <see cref="NumPartsFor"/>.
     /// </summary>
     /// <param name="batch">b (≥ 1).</param>
@@ -601,7 +610,7 @@ public sealed class CudaMlaDecoder : IDisposable
         return new DecodeLaunch
         {
             MergeInKernel = MergeInKernel && grid.Volume <= (ulong)Context.Device.MultiprocessorCount
-                && (MergeInKernelAlways || (problem.Shape.Batch <= InKernelMergeMaxBatch && path.Registration.MergesSmallBatchesInKernel)),
+                && (MergeInKernelAlways || ExpectedSplitsPerRequest(problem.Shape, plan.NumParts) >= InKernelMergeMinSplits),
             DependentLaunch = DependentLaunch && Context.Device.ComputeCapability.Major >= 9,
             Problem = problem,
             Q = q.Pointer,

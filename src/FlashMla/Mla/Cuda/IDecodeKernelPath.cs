@@ -51,13 +51,7 @@ internal interface IDecodeKernelPath
 /// <param name="Name">A short name ("mma.sync"), reported by <see cref="KernelPathInfo.Path"/>.</param>
 /// <param name="Module">The module (kernels/&lt;module&gt;.cu) of its split-KV kernels.</param>
 /// <param name="Create">Creates the path for a decoder.</param>
-/// <param name="MergesSmallBatchesInKernel">
-/// Whether the decoder lets the path's kernels merge split requests themselves for small batches
-/// (<see cref="CudaMlaDecoder.InKernelMergeMaxBatch"/>). Every path's kernels can
-/// (split_merge.cuh); this says where it was measured faster than the combine kernel
-/// (docs/perf-notes.md, v6).
-/// </param>
-internal sealed record DecodePathRegistration(string Name, string Module, Func<DecodePathEnvironment, IDecodeKernelPath> Create, bool MergesSmallBatchesInKernel = true);
+internal sealed record DecodePathRegistration(string Name, string Module, Func<DecodePathEnvironment, IDecodeKernelPath> Create);
 
 /// <summary>What a path is created for: the context's kernel library, the shared-memory limit to plan with, and whether the caller chose the paths.</summary>
 /// <param name="Kernels">The kernel library (its target is the device's).</param>

@@ -26,23 +26,35 @@ internal sealed class WgmmaPath : IDecodeKernelPath
 
     /// <summary>
     /// The fewest (64-row tile, 64-key block) pairs per SM, counted over the block table's capacity,
-    /// for which the default decoder takes this path: below it the path's fixed cost per CTA
-    /// outweighs its faster blocks and the portable path finishes first (docs/perf-notes.md, v4,
-    /// latency suite). Engines size the block table for the batch's longest request, so the
-    /// capacity stands for the step's work.
+    /// for which the default decoder takes this path when a KV head has more than
+    /// <see cref="NarrowRows"/> query rows: below it the portable path finishes first
+    /// (docs/perf-notes.md, v7, latency suite). Engines size the block table for the batch's longest
+    /// request, so the capacity stands for the step's work.
     /// </summary>
-    internal const int MinBlocksPerSm = 15;
+    internal const int MinBlocksPerSmWide = 1;
+
+    /// <summary>
+    /// The same threshold for calls of at most <see cref="NarrowRows"/> rows per KV head: the 64-row
+    /// wgmma tile is then at least half empty, while the portable path's 16- and 32-row kernels do
+    /// only the rows there are.
+    /// </summary>
+    internal const int MinBlocksPerSmNarrow = 3;
+
+    /// <summary>Rows per KV head (s_q · h_q / h_kv) up to which <see cref="MinBlocksPerSmNarrow"/> applies.</summary>
+    internal const int NarrowRows = 32;
 
     private readonly Dictionary<(ElementType Type, int HeadDim), KernelEntry> _entries = [];
     private readonly ElementType[] _types = [];
     private readonly ConcurrentDictionary<TensorMapKey, TensorMap> _maps = new();
     private readonly CudaContext? _context;
-    private readonly int _minBlocks;
+    private readonly int _smCount;
+    private readonly bool _pathsChosenByCaller;
 
     private WgmmaPath(DecodePathEnvironment environment)
     {
         var kernels = environment.Kernels;
-        _minBlocks = environment.PathsChosenByCaller ? 0 : MinBlocksPerSm * environment.Device.MultiprocessorCount;
+        _smCount = environment.Device.MultiprocessorCount;
+        _pathsChosenByCaller = environment.PathsChosenByCaller;
         if (!kernels.TryGetModule(Registration.Module, out _, out var reason))
         {
             Unavailable = reason;
@@ -70,8 +82,7 @@ internal sealed class WgmmaPath : IDecodeKernelPath
     }
 
     /// <summary>The path's registration.</summary>
-    /// <remarks>Its kernels merge split requests themselves only when asked (MergeInKernelAlways): on the H200 that was slower than the combine kernel at every batch it takes by default (docs/perf-notes.md, v6).</remarks>
-    public static DecodePathRegistration Registration { get; } = new("wgmma", "decode_sm90", e => new WgmmaPath(e), MergesSmallBatchesInKernel: false);
+    public static DecodePathRegistration Registration { get; } = new("wgmma", "decode_sm90", e => new WgmmaPath(e));
 
     DecodePathRegistration IDecodeKernelPath.Registration => Registration;
 
@@ -132,8 +143,15 @@ internal sealed class WgmmaPath : IDecodeKernelPath
         }
 
         var layout = SupportLayout(problem);
-        return layout.IsSupported ? SupportWork(problem.Shape, _minBlocks) : layout;
+        return layout.IsSupported ? SupportWork(problem.Shape, _pathsChosenByCaller ? 0 : MinBlocks(problem.Shape, _smCount)) : layout;
     }
+
+    /// <summary>The (tile, block) pairs from which the default decoder takes this path for a shape.</summary>
+    /// <param name="shape">The shape.</param>
+    /// <param name="smCount">The device's SM count.</param>
+    /// <returns><see cref="MinBlocksPerSmNarrow"/> or <see cref="MinBlocksPerSmWide"/> times the SM count.</returns>
+    internal static long MinBlocks(MlaDecodeShape shape, int smCount) =>
+        (long)(shape.RowsPerKvHead <= NarrowRows ? MinBlocksPerSmNarrow : MinBlocksPerSmWide) * smCount;
 
     /// <summary>
     /// Whether a shape brings at least <paramref name="minBlocks"/> (tile, block) pairs: the 64-row

@@ -79,17 +79,19 @@ public sealed class GpuKernelPathTests(GpuFixture gpu)
     }
 
     [Theory]
-    [InlineData(128, 1, 16, 4096, true)]    // 128 requests × 64 blocks: about 62 blocks per SM
-    [InlineData(16, 1, 128, 4096, true)]    // 2 tiles × 16 × 64 = 2,048 of 1,980
+    [InlineData(128, 1, 16, 4096, true)]    // 128 requests × 64 blocks: about 62 pairs per SM
+    [InlineData(1, 1, 16, 32768, true)]     // 1 tile × 512 blocks = 512 of 396 (16 rows: 3 per SM)
+    [InlineData(4, 1, 16, 4096, false)]     // 1 tile × 4 × 64 = 256 of 396
     [InlineData(1, 1, 16, 1024, false)]     // 16 blocks in all
-    [InlineData(4, 1, 128, 4096, false)]    // 2 tiles × 4 × 64 = 512
+    [InlineData(4, 1, 128, 4096, true)]     // 2 tiles × 4 × 64 = 512 of 132 (128 rows: 1 per SM)
+    [InlineData(1, 1, 128, 1024, false)]    // 2 tiles × 16 = 32 of 132
     public void TheDefaultDecoder_LeavesSmallCallsToMmaSync_OnSm90a(int batch, int queryLength, int queryHeads, int capacity, bool large)
     {
         var decoder = gpu.RequireDecoder();
         var shape = new MlaDecodeShape(batch, queryLength, queryHeads, 1, 576, 512, batch * capacity / 64, 64, capacity / 64);
         var info = decoder.DescribeKernel(new MlaDecodeProblem(shape, ElementType.BFloat16, KvCacheFormat.Dense(ElementType.BFloat16), ElementType.BFloat16));
         var expected = decoder.Context.Kernels.Target == "sm_90a"
-            && WgmmaPath.SupportWork(shape, WgmmaPath.MinBlocksPerSm * (long)decoder.Context.Device.MultiprocessorCount).IsSupported
+            && WgmmaPath.SupportWork(shape, WgmmaPath.MinBlocks(shape, decoder.Context.Device.MultiprocessorCount)).IsSupported
             ? WgmmaPath.Registration.Name
             : MmaSyncPath.Registration.Name;
         Assert.Equal(expected, info.Path);

@@ -109,4 +109,29 @@ public sealed class WgmmaPathTests
         Assert.Contains(pairs.ToString(System.Globalization.CultureInfo.InvariantCulture), no.Reason, StringComparison.Ordinal);
         Assert.True(WgmmaPath.SupportWork(shape, 0).IsSupported);
     }
+
+    [Theory]
+    [InlineData(1, 16, 3)]     // 16 rows: the 64-row tile is three-quarters empty
+    [InlineData(2, 16, 3)]     // 32 rows
+    [InlineData(1, 64, 1)]
+    [InlineData(1, 128, 1)]
+    [InlineData(2, 128, 1)]
+    public void MinBlocks_IsHigherForNarrowTiles(int queryLength, int queryHeads, int perSm)
+    {
+        var shape = new MlaDecodeShape(4, queryLength, queryHeads, 1, 576, 512, 64, 64, 16);
+        Assert.Equal(perSm * 132L, WgmmaPath.MinBlocks(shape, 132));
+        Assert.Equal(queryLength * queryHeads <= WgmmaPath.NarrowRows ? WgmmaPath.MinBlocksPerSmNarrow : WgmmaPath.MinBlocksPerSmWide, perSm);
+    }
+
+    [Theory]
+    [InlineData(1, 1024, 132, 16)]     // 16 blocks: one piece each at most
+    [InlineData(1, 32768, 132, 132)]   // one request over every part
+    [InlineData(4, 4096, 132, 33)]     // 4 requests share 132 parts
+    [InlineData(4, 32768, 66, 16)]
+    [InlineData(200, 4096, 132, 0)]    // more requests than parts
+    public void ExpectedSplitsPerRequest_IsTheSmallerOfBlocksAndPartsPerRequest(int batch, int capacity, int parts, long expected)
+    {
+        var shape = new MlaDecodeShape(batch, 1, 16, 1, 576, 512, batch * capacity / 64, 64, capacity / 64);
+        Assert.Equal(expected, CudaMlaDecoder.ExpectedSplitsPerRequest(shape, parts));
+    }
 }
