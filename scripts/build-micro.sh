@@ -23,4 +23,7 @@ done
 # Timing probes of the decode kernel (not correct results): K loads removed, tensor work removed.
 build kernels/decode_sm90.cu probe_sm90_noload -DFMLA_SM90_PROBE_NO_LOADS
 build kernels/decode_sm90.cu probe_sm90_nomath -DFMLA_SM90_PROBE_NO_MATH
+# Timeline probes (correct results, plus %globaltimer stamps per CTA: kernels/include/probe_timeline.cuh).
+build kernels/decode_sm90.cu probe_sm90_timeline -DFMLA_PROBE_TIMELINE
+build kernels/decode_splitkv.cu probe_splitkv_timeline -DFMLA_PROBE_TIMELINE
 echo "wrote $(ls bench/micro/build/*.ptx | wc -l) PTX files to bench/micro/build"

@@ -3,9 +3,12 @@
 against the mma.sync kernel (decode_splitkv), with the library's own schedule and combine kernels.
 A development check for the GPU machine; the library's test suite is the authority.
 
-Usage: check_sm90.py [--quick] [--no-timing | --timing-only]. PTX from src/FlashMla/Kernels/sm_90a;
-SM90_PTX=FILE loads another decode_sm90 build, SM90_VARIANTS=a,b times builds from
-bench/micro/build (scripts/build-micro.sh) beside it. Prints one line per case and a timing table."""
+Usage: check_sm90.py [--quick] [--no-timing | --timing-only] [--latency] [--timeline]. PTX from
+src/FlashMla/Kernels/sm_90a; SM90_PTX=FILE loads another decode_sm90 build, SM90_VARIANTS=a,b times
+builds from bench/micro/build (scripts/build-micro.sh) beside it. Prints one line per case and a
+timing table. --latency times the small-batch cases as graphs of calls over rotating cache copies
+(each path with the combine kernel, and with "+m" merging in the kernel); --timeline reads the
+stamps of the probe builds probe_sm90_timeline and probe_splitkv_timeline (FMLA_PROBE_TIMELINE)."""
 import math
 import os
 import sys
@@ -24,6 +27,10 @@ split_mod = cudrv.Module(os.path.join(lib, "decode_splitkv.ptx"))
 SM90_VARIANTS = [v for v in os.environ.get("SM90_VARIANTS", "").split(",") if v]
 sm90_mod = cudrv.Module(os.environ.get("SM90_PTX", os.path.join(lib, "decode_sm90.ptx")))
 variant_mods = {v: cudrv.Module(os.path.join(here, "build", v + ".ptx")) for v in SM90_VARIANTS}
+TIMELINE = "--timeline" in sys.argv
+probe_mods = {}
+if TIMELINE:
+    probe_mods = {v: cudrv.Module(os.path.join(here, "build", v + ".ptx")) for v in ("probe_sm90_timeline", "probe_splitkv_timeline")}
 SMS = torch.cuda.get_device_properties(0).multi_processor_count
 INT_MAX = 2**31 - 1
 UNUSED = 2147480000
@@ -44,7 +51,7 @@ for dt in ("bf16", "fp16"):
     for d, suffix in ((576, ""), (512, "_d512")):
         K["sm90", dt, d] = sm90_mod.kernel(f"mla_decode_sm90_{dt}{suffix}")
         K["sm90", dt, d].set_smem(SM90_SMEM)
-        for v, m in variant_mods.items():
+        for v, m in list(variant_mods.items()) + [(v, m) for v, m in probe_mods.items() if "sm90" in v]:
             K[v, dt, d] = m.kernel(f"mla_decode_sm90_{dt}{suffix}")
             K[v, dt, d].set_smem(SM90_SMEM)
 K["sched"].set_smem(48 * 1024)
@@ -57,6 +64,10 @@ def split_smem(m):
 for m in (16, 32, 64):
     for dt in ("bf16", "fp16"):
         K["split", dt, m].set_smem(split_smem(m))
+        for v, mod in probe_mods.items():
+            if "splitkv" in v:
+                K[v, dt, m] = mod.kernel(f"mla_decode_splitkv_{dt}_m{m}")
+                K[v, dt, m].set_smem(split_smem(m))
 
 
 class Case:
@@ -94,9 +105,18 @@ class Case:
         self.num_splits = torch.zeros(b + 1, dtype=torch.int32, device=dev)
         self.error = torch.tensor([0, INT_MAX, INT_MAX, 0], dtype=torch.int32, device=dev)
         slots = b + self.parts
-        self.o_acc = torch.empty(slots * h_kv * self.rows * 512, device=dev)
+        self.o_acc = torch.empty(slots * h_kv * ((self.rows + 7) // 8 * 8) * 512, device=dev)  # row groups of 8
         self.l_acc = torch.empty(slots * h_kv * self.rows, device=dev)
         self.scale = d ** -0.5
+        # MergeCounters [b, h_kv, row tiles] for the in-kernel merge ("+m" paths), row tiles of 16.
+        self.merge = torch.zeros(b * h_kv * ((self.rows + 15) // 16) * 2, dtype=torch.int32, device=dev)
+        self.kcopies = [self.k]
+        self.tmaps = {}
+
+    def rotate(self, min_bytes):
+        """Extra copies of the cache, so that calls that cycle through them read from HBM."""
+        n = max(1, min(64, -(-min_bytes // (self.k.numel() * self.k.element_size()))))
+        self.kcopies = [self.k] + [self.k.clone() for _ in range(n - 1)]
 
     def schedule(self):
         cap = self.mb * self.page
@@ -109,13 +129,13 @@ class Case:
         lse = torch.full((self.b, self.h_q, self.s_q), float("nan"), device="cuda")
         return out, lse
 
-    def base_params(self, out, lse):
-        q, k = self.q, self.k
+    def base_params(self, out, lse, k=None, merge=0):
+        q, k = self.q, (self.k if k is None else k)
         return cudrv.pack(
-            "Q" * 11 + "q" * 12 + "i" * 12 + "f" + "i",
+            "Q" * 12 + "q" * 12 + "i" * 12 + "f" + "i",
             q.data_ptr(), k.data_ptr(), self.bt.data_ptr(), self.sl.data_ptr(), out.data_ptr(), lse.data_ptr(),
             self.o_acc.data_ptr(), self.l_acc.data_ptr(), self.parts_buf.data_ptr(), self.num_splits.data_ptr(),
-            self.error.data_ptr(),
+            self.error.data_ptr(), merge,
             q.stride(0), q.stride(1), q.stride(2), k.stride(0), k.stride(1), k.stride(2), self.bt.stride(0),
             out.stride(0), out.stride(1), out.stride(2), lse.stride(0), lse.stride(1),
             self.b, self.s_q, self.h_q, self.h_kv, self.group, self.rows, self.d, self.page, self.nblk, self.mb,
@@ -129,30 +149,50 @@ class Case:
                        out.stride(2), lse.stride(0), lse.stride(1), self.b, self.s_q, self.h_q, self.h_kv, self.group,
                        self.rows, self.parts, 0))
 
-    def sm90_params(self, out, lse, global_map=False):
+    def sm90_params(self, out, lse, global_map=False, k=None, merge=0):
         dt = cudrv.TMAP_BF16 if self.dtype == torch.bfloat16 else cudrv.TMAP_F16
-        k = self.k
-        tmap = cudrv.tensor_map(dt, k.data_ptr(), [self.d, self.page, self.h_kv, self.nblk],
-                                [k.stride(1) * 2, k.stride(2) * 2, k.stride(0) * 2], [64, 64, 1, 1])
+        k = self.k if k is None else k
+        if k.data_ptr() not in self.tmaps:
+            self.tmaps[k.data_ptr()] = cudrv.tensor_map(dt, k.data_ptr(), [self.d, self.page, self.h_kv, self.nblk],
+                                                        [k.stride(1) * 2, k.stride(2) * 2, k.stride(0) * 2], [64, 64, 1, 1])
+        tmap = self.tmaps[k.data_ptr()]
         gptr = 0
         if global_map:
             self.gmap = cudrv.to_device(tmap)
             gptr = self.gmap.data_ptr()
-        return self.base_params(out, lse) + cudrv.pack("QQ", gptr, 0) + tmap
+        return self.base_params(out, lse, k, merge) + cudrv.pack("Q", gptr) + tmap
 
-    def run(self, path, out, lse):
+    def is_sm90(self, path):
+        base = path[:-2] if path.endswith("+m") else path
+        return base in variant_mods or base in ("sm90", "sm90g") or (base in probe_mods and "sm90" in base)
+
+    def ctas(self, path):
+        m = 64 if self.is_sm90(path) else 16 if self.rows <= 16 else 32 if self.rows <= 32 else 64
+        return (self.rows + m - 1) // m * self.h_kv * self.parts
+
+    def fusable(self, path):
+        """Whether the in-kernel merge may run: every CTA of the grid resident at once."""
+        return self.ctas(path) <= SMS
+
+    def run(self, path, out, lse, copy=0):
+        """Path "sm90", "sm90g" (tensor map in global memory), an sm90 variant, "split" or a split
+        probe, then the combine kernel; with a "+m" suffix the kernel merges the splits itself."""
         dt = kname(self.dtype)
-        if path in variant_mods:
-            K[path, dt, self.d].launch(((self.rows + 63) // 64, self.h_kv, self.parts), (512,), SM90_SMEM,
-                                       self.sm90_params(out, lse))
-        elif path in ("sm90", "sm90g"):
-            K["sm90", dt, self.d].launch(((self.rows + 63) // 64, self.h_kv, self.parts), (512,), SM90_SMEM,
-                                 self.sm90_params(out, lse, path == "sm90g"))
+        fused = path.endswith("+m")
+        base = path[:-2] if fused else path
+        merge = self.merge.data_ptr() if fused else 0
+        assert not fused or self.fusable(path), "the in-kernel merge needs the whole grid resident"
+        k = self.kcopies[copy % len(self.kcopies)]
+        if self.is_sm90(path):
+            kern = K["sm90" if base == "sm90g" else base, dt, self.d]
+            kern.launch(((self.rows + 63) // 64, self.h_kv, self.parts), (512,), SM90_SMEM,
+                        self.sm90_params(out, lse, base == "sm90g", k, merge))
         else:
             m = 16 if self.rows <= 16 else 32 if self.rows <= 32 else 64
-            K["split", dt, m].launch(((self.rows + m - 1) // m, self.h_kv, self.parts), (256,), split_smem(m),
-                                     self.base_params(out, lse))
-        self.combine(out, lse)
+            K["split" if base == "split" else base, dt, m].launch(((self.rows + m - 1) // m, self.h_kv, self.parts), (256,),
+                                                                 split_smem(m), self.base_params(out, lse, k, merge))
+        if not fused:
+            self.combine(out, lse)
 
     def reference(self):
         outs, lses = [], []
@@ -189,10 +229,12 @@ def compare(case, out, lse, ref):
     return ok, f"nan={bad_nan} max|dO|={err:.2e} cos={cos:.1e} max|dLSE|={lerr:.1e} inf_ok={inf_ok}"
 
 
-def check_case(name, case, paths=("sm90", "split")):
+def check_case(name, case, paths=("sm90", "split", "sm90+m", "split+m")):
     ref = case.reference()
     res = []
     for path in paths:
+        if path.endswith("+m") and not case.fusable(path):
+            continue
         case.error.copy_(torch.tensor([0, INT_MAX, INT_MAX, 0], dtype=torch.int32))
         case.schedule()
         out, lse = case.outputs()
@@ -249,6 +291,91 @@ def correctness(quick):
     return n_ok == len(cases) + 1
 
 
+L2_ROTATE = 200 * 2**20  # cache copies a graph cycles through: at least four times the 50 MB L2
+
+
+def graph_us(case, path, out, lse, replays=15):
+    """Median time per call of a CUDA graph of K = max(copies, 8) calls that cycle the cache copies."""
+    calls = max(len(case.kcopies), 8)
+    for i in range(2):
+        case.run(path, out, lse, i)
+    torch.cuda.synchronize()
+    g = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(g):
+        for i in range(calls):
+            case.run(path, out, lse, i)
+    g.replay()
+    torch.cuda.synchronize()
+    times = []
+    for _ in range(replays):
+        e0, e1 = torch.cuda.Event(True), torch.cuda.Event(True)
+        e0.record()
+        g.replay()
+        e1.record()
+        e1.synchronize()
+        times.append(e0.elapsed_time(e1) * 1000 / calls)
+    del g
+    return sorted(times)[len(times) // 2]
+
+
+LATENCY_CASES = [(b, h, sk) for b in (1, 4, 16, 32) for h in (16, 128) for sk in (1024, 4096, 32768)]
+
+
+def latency():
+    paths = ["split", "split+m", "sm90", "sm90+m"] + SM90_VARIANTS
+    print(f"{'case':22s}" + "".join(f" {p[:12]:>12s}" for p in paths), flush=True)
+    for b, hq, sk in LATENCY_CASES:
+        c = Case(b, 1, hq, 1, [sk] * b)
+        c.rotate(L2_ROTATE)
+        c.schedule()
+        out, lse = c.outputs()
+        t = {p: graph_us(c, p, out, lse) if c.fusable(p) or not p.endswith("+m") else float("nan") for p in paths}
+        print(f"{f'b{b} h{hq} s_k{sk}':22s}" + "".join(f" {t[p]:12.2f}" for p in paths), flush=True)
+        del c, out, lse
+        torch.cuda.empty_cache()
+
+
+STAMPS = {0: "entry", 1: "prologue done", 2: "Q landed", 3: "Q seen / 1st QK", 4: "1st QK done", 5: "1st P out",
+          6: "1st PV done", 7: "last P out", 8: "last PV done", 9: "stored", 10: "merged / end", 11: "1st K issued",
+          12: "all K issued", 13: "arrived", 14: "all arrived", 15: "merged"}
+
+
+def timeline():
+    """The stamps of the last call of a graph that cycles cache copies, as graph_us times it."""
+    for b, hq, sk in ((1, 16, 1024), (1, 16, 32768), (1, 128, 4096), (1, 128, 32768), (4, 128, 4096), (128, 16, 4096),
+                      (128, 128, 4096)):
+        c = Case(b, 1, hq, 1, [sk] * b)
+        c.rotate(L2_ROTATE)
+        c.schedule()
+        out, lse = c.outputs()
+        for probe in ("probe_sm90_timeline", "probe_splitkv_timeline"):
+            for fused in ("", "+m"):
+                if fused and not c.fusable(probe + fused):
+                    continue
+                mod = probe_mods[probe]
+                mod.zero_global("fmla_probe_timeline")
+                us = graph_us(c, probe + fused, out, lse, replays=3)
+                raw = torch.frombuffer(bytearray(mod.global_bytes("fmla_probe_timeline", 1024 * 16 * 8)), dtype=torch.int64)
+                tl = raw.view(1024, 16)
+                work = tl[(tl[:, 0] > 0) & ((tl[:, 8] > 0) | (tl[:, 9] > 0))]
+                if len(work) == 0:
+                    print(f"b{b} h{hq} s_k{sk} {probe}{fused}: no stamps", flush=True)
+                    continue
+                t0 = tl[tl[:, 0] > 0, 0].min()
+                cols = []
+                for i, name in STAMPS.items():
+                    v = work[:, i]
+                    v = v[v > 0]
+                    if len(v) == 0:
+                        continue
+                    d = (v - t0).double() / 1000
+                    cols.append(f"{name} {d.median().item():.2f}/{d.max().item():.2f}")
+                print(f"b{b} h{hq} s_k{sk} {probe}{fused} ({us:.1f} µs a call; {len(work)} CTAs; µs from the first entry, median/max): "
+                      + "; ".join(cols), flush=True)
+        del c, out, lse
+        torch.cuda.empty_cache()
+
+
 def timing():
     paths = ["sm90", "split"] + SM90_VARIANTS
     print(f"{'case':34s} {'sm90 us':>9s} {'mma.sync us':>11s} {'x':>6s} {'sm90 GB/s':>9s} {'sm90 TF':>8s}"
@@ -289,7 +416,11 @@ if __name__ == "__main__":
     print(f"decode_sm90 bf16: {k.attr(cudrv.CU_FUNC_ATTRIBUTE_NUM_REGS)} registers, "
           f"{k.attr(cudrv.CU_FUNC_ATTRIBUTE_LOCAL_SIZE_BYTES)} local bytes", flush=True)
     print("JIT log (decode_sm90):\n" + sm90_mod.log()[-4000:], flush=True)
-    ok = True if "--timing-only" in sys.argv else correctness("--quick" in sys.argv)
-    if "--no-timing" not in sys.argv:
+    ok = True if "--timing-only" in sys.argv or "--latency" in sys.argv or TIMELINE else correctness("--quick" in sys.argv)
+    if "--latency" in sys.argv:
+        latency()
+    if TIMELINE:
+        timeline()
+    if "--no-timing" not in sys.argv and "--latency" not in sys.argv and not TIMELINE:
         timing()
     sys.exit(0 if ok else 1)

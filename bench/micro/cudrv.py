@@ -53,6 +53,16 @@ class Module:
         check(_cuda.cuMemcpyDtoH_v2(buf, ptr, C.c_size_t(min(size, nbytes.value))), f"read {name}")
         return buf.raw
 
+    def global_ptr(self, name):
+        """Device address and size of the module's global `name`."""
+        ptr, nbytes = C.c_uint64(), C.c_size_t()
+        check(_cuda.cuModuleGetGlobal_v2(C.byref(ptr), C.byref(nbytes), self.handle, name.encode()), f"cuModuleGetGlobal {name}")
+        return ptr.value, nbytes.value
+
+    def zero_global(self, name):
+        ptr, nbytes = self.global_ptr(name)
+        check(_cuda.cuMemsetD8_v2(C.c_uint64(ptr), 0, C.c_size_t(nbytes)), f"zero {name}")
+
     def smem_bytes(self, entry):
         """The dynamic shared memory an entry declares in its descriptor (fmla_desc_<entry>, KernelDesc)."""
         words = struct.unpack("<12i", self.global_bytes("fmla_desc_" + entry, 48))
