@@ -1,11 +1,16 @@
 #!/usr/bin/env bash
 # On the GPU machine, from the repository root, with bench/micro/build carried (scripts/build-micro.sh):
-#   bench/micro/run.sh [sass] [check] [timing] [micro]      (default: all four)
+#   bench/micro/run.sh [sass] [check] [timing] [latency] [timeline] [micro]
+#                                                          (default: sass check timing micro)
 # sass:   ptxas -v and cuobjdump of every PTX in bench/micro/build and of the library's
 #         decode_sm90.ptx (registers, spills, wgmma serialization notes C75xx, HGMMA and
 #         WARPGROUP.DEPBAR counts).
 # check:  bench/micro/check_sm90.py correctness cases; timing: its timing table (with the probes of
 #         bench/micro/build beside the kernel: SM90_VARIANTS=probe_sm90_noload,probe_sm90_nomath);
+# latency:  check_sm90.py --latency: the latency suite's fixed-length cases as graphs of calls over
+#           rotating cache copies, mma.sync and wgmma, each with the combine kernel and merging in
+#           the kernel (+m), and the builds named in SM90_VARIANTS beside them;
+# timeline: check_sm90.py --timeline: the stamps of the FMLA_PROBE_TIMELINE probe builds;
 # micro:  micro.py.
 # Logs go to ${OUT:-bench/micro/logs}.
 set -uo pipefail
@@ -31,6 +36,8 @@ for s in "${steps[@]}"; do
     ;;
   check) timeout 90 python3 bench/micro/check_sm90.py --no-timing >"$out/check.log" 2>&1; echo "check rc=$?"; grep -E "PASS|FAIL|correctness|registers" "$out/check.log" | cut -c1-150 ;;
   timing) SM90_VARIANTS=${SM90_VARIANTS:-} timeout 200 python3 bench/micro/check_sm90.py --timing-only >"$out/timing.log" 2>&1; echo "timing rc=$?"; grep -A20 "^case" "$out/timing.log" ;;
+  latency) SM90_VARIANTS=${SM90_VARIANTS:-} timeout 300 python3 bench/micro/check_sm90.py --latency >"$out/latency.log" 2>&1; echo "latency rc=$?"; grep -A30 "^case" "$out/latency.log" ;;
+  timeline) timeout 200 python3 bench/micro/check_sm90.py --timeline >"$out/timeline.log" 2>&1; echo "timeline rc=$?"; grep -c "^b" "$out/timeline.log" ;;
   micro) timeout 150 python3 bench/micro/micro.py >"$out/micro.log" 2>&1; echo "micro rc=$?"; grep -E "copy|wgmma|TMA" "$out/micro.log" ;;
   *) echo "unknown step $s" >&2; exit 2 ;;
   esac
