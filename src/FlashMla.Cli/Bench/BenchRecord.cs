@@ -35,7 +35,7 @@ internal sealed record BenchRecord
     /// </summary>
     public double? SingleGraphUs { get; init; }
 
-    /// <summary>The decoder's launch settings: whether it may merge split requests inside the decode kernel (it does for b ≤ 4 on the mma.sync family) and whether it launches with programmatic dependent launch.</summary>
+    /// <summary>How the case's decodes run: "merge-in-kernel" (the decode kernel merges split requests itself, <see cref="FlashMla.Mla.Cuda.KernelPathInfo.MergesInKernel"/>) or "combine-kernel", with "+pdl" when launched with programmatic dependent launch.</summary>
     public string? Launch { get; init; }
 
     public required int Rotations { get; init; }

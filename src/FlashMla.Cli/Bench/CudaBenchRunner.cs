@@ -285,6 +285,7 @@ internal sealed class CudaBenchRunner : IDisposable
         var ms = BenchFormulas.Median(TimeEach(settings.Iterations, Decode));
         decoder.Synchronize(stream, plan);
 
+        var kernel = _session.DescribeKernel(spec, maxBlocks);
         double? graphUs = null, graphMin = null, graphMax = null, singleUs = null;
         int? smClock = null;
         if (settings.Graphs)
@@ -307,14 +308,14 @@ internal sealed class CudaBenchRunner : IDisposable
         {
             Case = benchCase,
             Backend = "cuda",
-            KernelPath = _session.KernelPathFor(spec, maxBlocks),
+            KernelPath = kernel.ToString(),
             Ms = ms,
             PlanMs = planMs,
             GraphUs = graphUs,
             GraphUsMin = graphMin,
             GraphUsMax = graphMax,
             SingleGraphUs = singleUs,
-            Launch = (decoder.MergeInKernel ? "merge-in-kernel" : "combine-kernel") + (decoder.DependentLaunch ? "+pdl" : ""),
+            Launch = (kernel.MergesInKernel ? "merge-in-kernel" : "combine-kernel") + (decoder.DependentLaunch ? "+pdl" : ""),
             Rotations = rotations,
             CallsPerGraph = callsPerGraph,
             GraphReplays = settings.Graphs ? BenchMethod.TimedReplays : 0,

@@ -171,6 +171,21 @@ public sealed class CudaMlaDecoder : IDisposable
     internal static long ExpectedSplitsPerRequest(MlaDecodeShape shape, int numParts) =>
         Math.Min((shape.Capacity + DecodeSchedule.BlockSizeN - 1) / DecodeSchedule.BlockSizeN, numParts / shape.Batch);
 
+    /// <summary>
+    /// Whether a call merges its split requests in the decode kernel: <paramref name="mergeInKernel"/>,
+    /// the grid fits the SM count, and at least <see cref="InKernelMergeMinSplits"/> expected pieces
+    /// per request (or <paramref name="always"/>, for tests).
+    /// </summary>
+    /// <param name="mergeInKernel">The decoder's <see cref="MergeInKernel"/>.</param>
+    /// <param name="always">Merge whenever the grid fits.</param>
+    /// <param name="shape">The call's shape.</param>
+    /// <param name="grid">The split-KV kernel's grid.</param>
+    /// <param name="numParts">The plan's part count.</param>
+    /// <param name="smCount">The device's SM count.</param>
+    /// <returns>The answer.</returns>
+    internal static bool MergesInKernelFor(bool mergeInKernel, bool always, MlaDecodeShape shape, Dim3 grid, int numParts, int smCount) =>
+        mergeInKernel && grid.Volume <= (ulong)smCount && (always || ExpectedSplitsPerRequest(shape, numParts) >= InKernelMergeMinSplits);
+
     /// <summary>Tests: merge in the kernel whenever the grid fits, whatever the batch and path.</summary>
     internal bool MergeInKernelAlways { get; set; }
 
@@ -253,7 +268,9 @@ public sealed class CudaMlaDecoder : IDisposable
     {
         ThrowIfDisposed();
         var shape = problem.Shape;
-        return Select(problem).Describe(problem, NumPartsFor(shape.QueryLength, shape.QueryHeads, shape.KvHeads));
+        var parts = NumPartsFor(shape.QueryLength, shape.QueryHeads, shape.KvHeads);
+        var info = Select(problem).Describe(problem, parts);
+        return info with { MergesInKernel = MergesInKernelFor(MergeInKernel, MergeInKernelAlways, shape, info.Grid, parts, Context.Device.MultiprocessorCount) };
     }
 
     /// <summary>
@@ -609,8 +626,7 @@ public sealed class CudaMlaDecoder : IDisposable
         var grid = path.Describe(problem, plan.NumParts).Grid;
         return new DecodeLaunch
         {
-            MergeInKernel = MergeInKernel && grid.Volume <= (ulong)Context.Device.MultiprocessorCount
-                && (MergeInKernelAlways || ExpectedSplitsPerRequest(problem.Shape, plan.NumParts) >= InKernelMergeMinSplits),
+            MergeInKernel = MergesInKernelFor(MergeInKernel, MergeInKernelAlways, problem.Shape, grid, plan.NumParts, Context.Device.MultiprocessorCount),
             DependentLaunch = DependentLaunch && Context.Device.ComputeCapability.Major >= 9,
             Problem = problem,
             Q = q.Pointer,

@@ -33,11 +33,17 @@ public sealed record KernelPathInfo(string Path, KernelDescriptor Kernel, Dim3 G
     /// <summary>K-tile pipeline stages.</summary>
     public int Stages => Kernel.Stages;
 
-    /// <summary>Formats as "mma.sync sm_90a mla_decode_splitkv_bf16_m64 (64 rows/CTA, 256 threads, 2 stages, 230912 B shared memory, grid (2, 1, 66))".</summary>
+    /// <summary>
+    /// Whether the split-KV kernel merges the call's split requests itself (one launch,
+    /// <see cref="CudaMlaDecoder.MergeInKernel"/>); otherwise the combine kernel runs after it.
+    /// </summary>
+    public bool MergesInKernel { get; init; }
+
+    /// <summary>Formats as "mma.sync sm_90a mla_decode_splitkv_bf16_m64 (64 rows/CTA, 256 threads, 2 stages, 230912 B shared memory, grid (2, 1, 66), merge: combine kernel)".</summary>
     /// <returns>The text.</returns>
     public override string ToString() => string.Create(
         CultureInfo.InvariantCulture,
-        $"{Path} {Target} {Entry} ({RowsPerCta} rows/CTA, {Threads} threads, {Stages} stage{(Stages == 1 ? string.Empty : "s")}, {SharedMemoryBytes} B shared memory, grid {Grid})");
+        $"{Path} {Target} {Entry} ({RowsPerCta} rows/CTA, {Threads} threads, {Stages} stage{(Stages == 1 ? string.Empty : "s")}, {SharedMemoryBytes} B shared memory, grid {Grid}, merge: {(MergesInKernel ? "in kernel" : "combine kernel")})");
 }
 
 /// <summary>Whether a kernel path can run on a device, and why not.</summary>

@@ -134,4 +134,19 @@ public sealed class WgmmaPathTests
         var shape = new MlaDecodeShape(batch, 1, 16, 1, 576, 512, batch * capacity / 64, 64, capacity / 64);
         Assert.Equal(expected, CudaMlaDecoder.ExpectedSplitsPerRequest(shape, parts));
     }
+
+    [Theory]
+    [InlineData(true, false, 1, 32768, 132, true)]    // 132 expected pieces
+    [InlineData(true, false, 4, 4096, 132, true)]     // 33
+    [InlineData(true, false, 4, 32768, 66, false)]    // 16
+    [InlineData(true, false, 128, 4096, 132, false)]  // 1
+    [InlineData(false, false, 1, 32768, 132, false)]  // switched off
+    [InlineData(true, true, 128, 4096, 132, true)]    // tests: whenever the grid fits
+    public void MergesInKernel_FromInKernelMergeMinSplitsExpectedPieces(bool mergeInKernel, bool always, int batch, int capacity, int parts, bool expected)
+    {
+        var shape = new MlaDecodeShape(batch, 1, 16, 1, 576, 512, batch * capacity / 64, 64, capacity / 64);
+        Assert.Equal(expected, CudaMlaDecoder.MergesInKernelFor(mergeInKernel, always, shape, new FlashMla.Cuda.Dim3(1, 1, (uint)parts), parts, 132));
+        // A grid larger than the device never merges in the kernel: its CTAs could not all be resident.
+        Assert.False(CudaMlaDecoder.MergesInKernelFor(mergeInKernel, always, shape, new FlashMla.Cuda.Dim3(2, 1, (uint)parts), parts, parts));
+    }
 }
