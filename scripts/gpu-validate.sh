@@ -30,6 +30,11 @@
 #             (FLASHMLA_DEPENDENT_LAUNCH=0), and with the wgmma path taking every call
 #             (FLASHMLA_KERNEL_PATHS=wgmma,mma.sync); writes launch-flashmla.json,
 #             launch-{fused,combine,nopdl,wgmma}.json and launch-compare.txt
+#   micro     (not in the default list; needs no bundle, only python3 with PyTorch) the development
+#             harness of the Hopper path, bench/micro/run.sh check latency timeline: correctness of
+#             the committed PTX against a float64 reference, the latency cases every way (mma.sync
+#             and wgmma, combine kernel and in-kernel merge) and the timeline probes' stamps; carry
+#             bench/micro/build (scripts/build-micro.sh) for the probes and for SM90_VARIANTS
 #
 # Logs and results go to ${OUT:-gpu-logs}/; a summary is printed last. A device call brings back
 # at most 8 files from $OUT, so run the anchor step in a call of its own:
@@ -41,13 +46,16 @@ cd "$root"
 out=${OUT:-$root/gpu-logs}
 mkdir -p "$out"
 run=$root/bundle/run.sh
-if [ ! -x "$run" ]; then
-  echo "error: bundle/run.sh not found; run scripts/bundle.sh first" >&2
-  exit 2
-fi
 
 steps=("$@")
 [ ${#steps[@]} -eq 0 ] && steps=(info sass tests sanitize verify anchor)
+# Every step but micro runs the bundle.
+for s in "${steps[@]}"; do
+  if [ "$s" != micro ] && [ ! -x "$run" ]; then
+    echo "error: bundle/run.sh not found; run scripts/bundle.sh first" >&2
+    exit 2
+  fi
+done
 summary=()
 note() { summary+=("$(printf '%-10s %s' "$1" "$2")"); }
 # Printed after the summary when a step sets it (the anchor step's comparison table).
@@ -213,6 +221,15 @@ step_anchor() {
   after_summary=$table
 }
 
+step_micro() {
+  if [ ! -d "$root/bench/micro/build" ]; then
+    note micro "FAILED: no bench/micro/build (scripts/build-micro.sh, and carry it)"
+    return
+  fi
+  OUT=$out bash "$root/bench/micro/run.sh" check latency timeline >"$out/micro.log" 2>&1
+  note micro "rc=$? $(grep -E '^check rc|^latency rc|^timeline rc' "$out/micro.log" | tr '\n' ' ')"
+}
+
 step_launch() {
   local anchor=$root/.anchor cases=$root/.anchor/cases/latency.json table=$out/launch-compare.txt
   if [ ! -f "$anchor/anchor/run.sh" ]; then
@@ -240,7 +257,7 @@ step_launch() {
 
 for s in "${steps[@]}"; do
   case "$s" in
-    info|sass|tests|sanitize|verify|anchor|bench|append|launch) echo "== $s" >&2; "step_$s" ;;
+    info|sass|tests|sanitize|verify|anchor|bench|append|launch|micro) echo "== $s" >&2; "step_$s" ;;
     *) echo "error: unknown step '$s'" >&2; exit 2 ;;
   esac
 done
