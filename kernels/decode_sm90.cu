@@ -424,8 +424,8 @@ struct Output {
                     float* acc = reinterpret_cast<float*>(p.o_accum) + split_out_offset(pc.slot, c.kv_head, p.h_kv, p.rows, r, col_base);
 #pragma unroll
                     for (int n = 0; n < 16; ++n) {
-                        *reinterpret_cast<float2v*>(acc + n * 8 * kSplitRowGroup) = float2v{value(o0[4 * n + 2 * h]), value(o0[4 * n + 2 * h + 1])};
-                        *reinterpret_cast<float2v*>(acc + (16 + n) * 8 * kSplitRowGroup) =
+                        *reinterpret_cast<float2v*>(acc + n * kSplitChunkFloats) = float2v{value(o0[4 * n + 2 * h]), value(o0[4 * n + 2 * h + 1])};
+                        *reinterpret_cast<float2v*>(acc + (16 + n) * kSplitChunkFloats) =
                             float2v{value(o1[4 * n + 2 * h]), value(o1[4 * n + 2 * h + 1])};
                     }
                 }

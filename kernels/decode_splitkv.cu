@@ -343,7 +343,7 @@ struct DecodeCta {
 #pragma unroll
                     for (int j = 0; j < kOutTiles; ++j) {
                         float2v v = {o[rb][j].r[2 * i] * inv, o[rb][j].r[2 * i + 1] * inv};
-                        *reinterpret_cast<float2v*>(acc + j * 8 * kSplitRowGroup) = v;
+                        *reinterpret_cast<float2v*>(acc + j * kSplitChunkFloats) = v;
                     }
                 } else {
                     T* out_row =

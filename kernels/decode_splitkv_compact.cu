@@ -334,7 +334,7 @@ struct CompactCta {
 #pragma unroll
                 for (int j = 0; j < kOutTiles; ++j) {
                     float2v v = {o[j].r[2 * i] * inv, o[j].r[2 * i + 1] * inv};
-                    *reinterpret_cast<float2v*>(acc + j * 8 * kSplitRowGroup) = v;
+                    *reinterpret_cast<float2v*>(acc + j * kSplitChunkFloats) = v;
                 }
             } else {
                 T* out_row = reinterpret_cast<T*>(p.output) + output_offset(p, request, query_row(r, kv_head, p.group));

@@ -144,6 +144,12 @@ FMLA_DEVICE i64 split_row(int slot, int kv_head, int h_kv, int rows, int r) {
     return (static_cast<i64>(slot) * h_kv + kv_head) * rows + r;
 }
 
+// Columns of one chunk of a row group of o_accum (an mma/wgmma n8 tile), and the floats of one
+// chunk over the group's rows: consecutive chunks of a row are this far apart.
+constexpr int kSplitChunkCols = 8;
+constexpr int kSplitChunkFloats = kSplitChunkCols * kSplitRowGroup;
+static_assert(kSplitChunkCols == 8, "split_out_offset splits a column by shift and mask");
+
 // Rows of one (slot, KV head) of o_accum: rows rounded up to a whole group.
 FMLA_DEVICE int split_out_rows(int rows) { return (rows + kSplitRowGroup - 1) / kSplitRowGroup * kSplitRowGroup; }
 
@@ -154,7 +160,7 @@ FMLA_DEVICE int split_out_rows(int rows) { return (rows + kSplitRowGroup - 1) / 
 // layout would touch 8 rows. A float4 of columns 4u … 4u + 3 is contiguous.
 FMLA_DEVICE i64 split_out_offset(int slot, int kv_head, int h_kv, int rows, int r, int col) {
     const i64 group = (static_cast<i64>(slot) * h_kv + kv_head) * split_out_rows(rows) + (r & ~(kSplitRowGroup - 1));
-    return group * kHeadDimV + (col >> 3) * (8 * kSplitRowGroup) + (r & (kSplitRowGroup - 1)) * 8 + (col & 7);
+    return group * kHeadDimV + (col >> 3) * kSplitChunkFloats + (r & (kSplitRowGroup - 1)) * kSplitChunkCols + (col & 7);
 }
 
 // Floats between the same (row, column) of consecutive split slots.

@@ -1,8 +1,8 @@
 // probe_timeline.cuh: a development probe of where a decode CTA's time goes. Built only into the
-// timing probes of scripts/build-micro.sh (-DFMLA_PROBE_TIMELINE); in the library's kernels
-// probe_stamp is empty. With the probe, probe_stamp(i) writes %globaltimer (ns) to entry i of the
-// calling CTA's row of fmla_probe_timeline, which bench/micro/check_sm90.py reads back. Kernels
-// write FMLA_PROBE_STAMP(condition, i), which leaves no code at all without the probe.
+// timing probes of scripts/build-micro.sh (-DFMLA_PROBE_TIMELINE). Kernels write
+// FMLA_PROBE_STAMP(condition, i): with the probe it writes %globaltimer (ns) to entry i of the
+// calling CTA's row of fmla_probe_timeline, which bench/micro/check_sm90.py reads back; in the
+// library's kernels it expands to nothing.
 #pragma once
 #include "base.cuh"
 
