@@ -167,10 +167,10 @@ FMLA_DEVICE void produce_k(const Cta& c, u64 k_map) {
                 tma_load_4d(c.k_box(stage, t), k_map, c.full_bar(stage, t), t * kBoxCols, in_page, c.kv_head, block_id);
 #endif
             }
-            FMLA_PROBE_STAMP(j == 0, 11);
+            FMLA_PROBE_STAMP(j == 0, kStampFirstKIssued);
         }
     });
-    FMLA_PROBE_STAMP(true, 12);
+    FMLA_PROBE_STAMP(true, kStampAllKIssued);
 }
 
 // WG0 warps 1–3: Q of each non-empty piece. Loader w takes rows w, w + 3, …; its lanes take the
@@ -199,7 +199,7 @@ FMLA_DEVICE void produce_q(const Cta& c, int loader, int lane) {
         fence_proxy_async_shared();
         asm volatile("bar.warp.sync 0xffffffff;" ::: "memory");
         if (lane == 0) mbarrier_arrive(c.bar(Smem::q_full));
-        FMLA_PROBE_STAMP(lane == 0 && loader == 0, 2);
+        FMLA_PROBE_STAMP(lane == 0 && loader == 0, kStampQLanded);
         ++count;
     });
 }
@@ -362,7 +362,7 @@ struct Scores {
             }
             mbarrier_wait(c.bar(Smem::q_full), q_count & 1);
             ++q_count;
-            FMLA_PROBE_STAMP(thread_idx() == kWarpgroupThreads, 3);
+            FMLA_PROBE_STAMP(thread_idx() == kWarpgroupThreads, kStampQSeen);
             // Block by block: its QK (waiting for each K box), then its softmax. The next block's
             // QK is not issued first: with two K stages that would hold this block's P back
             // until the next block has arrived, and so expose a load latency per block.
@@ -372,10 +372,10 @@ struct Scores {
                 wgmma_wait<0>();
                 wgmma_fence_operands(s);
                 mbarrier_arrive_if(c.bar(Smem::q_empty), leader && b + 1 == n);
-                FMLA_PROBE_STAMP(leader && b == 0, 4);
+                FMLA_PROBE_STAMP(leader && b == 0, kStampFirstQkDone);
                 finish_block(s, pc, pc.tile_begin + b, b + 1 == n);
-                FMLA_PROBE_STAMP(leader && b == 0, 5);
-                FMLA_PROBE_STAMP(leader && b + 1 == n, 7);
+                FMLA_PROBE_STAMP(leader && b == 0, kStampFirstPOut);
+                FMLA_PROBE_STAMP(leader && b + 1 == n, kStampLastPOut);
             }
         });
     }
@@ -517,11 +517,11 @@ struct Output {
 #pragma unroll
                 for (int i = 0; i < kVBoxesPerWg; ++i) mbarrier_arrive_if(c.empty_bar(stage, half * kVBoxesPerWg + i), leader);
                 mbarrier_arrive_if(c.empty_bar(stage, kPBox), leader);
-                FMLA_PROBE_STAMP(leader && half == 0 && b == 0, 6);
-                FMLA_PROBE_STAMP(leader && half == 0 && b + 1 == n, 8);
+                FMLA_PROBE_STAMP(leader && half == 0 && b == 0, kStampFirstPvDone);
+                FMLA_PROBE_STAMP(leader && half == 0 && b + 1 == n, kStampLastPvDone);
             }
             store(pc, l_row, n <= 0);
-            FMLA_PROBE_STAMP(leader && half == 0, 9);
+            FMLA_PROBE_STAMP(leader && half == 0, kStampStored);
         });
     }
 };
@@ -533,7 +533,7 @@ FMLA_DEVICE void decode(const DecodeParams& p, u64 k_map) {
     Cta c{p, (raw + Smem::alignment - 1) & ~static_cast<u32>(Smem::alignment - 1), block_idx_x(), block_idx_y(),
           block_idx_z(), kBoxes};
     const int tid = thread_idx();
-    FMLA_PROBE_STAMP(tid == 0, 0);
+    FMLA_PROBE_STAMP(tid == 0, kStampEntry);
     if (tid == 0) {
         for (int i = 0; i < kStages * kMaxBoxes; ++i) {
             mbarrier_init(c.bar(Smem::full) + 8 * i, 1);
@@ -558,7 +558,7 @@ FMLA_DEVICE void decode(const DecodeParams& p, u64 k_map) {
         // Scratch: the Q boxes, which no one reads once the part's pieces are done.
         float* scratch = reinterpret_cast<float*>(smem_raw + (c.base - raw) + Smem::q);
         merge_part<T, kMergeThreads>(p, c.part, c.kv_head, c.m_block, kRows, tid - kWarpgroupThreads, scratch, kMaxBoxes * kBoxBytes / 4, sync);
-        FMLA_PROBE_STAMP(tid == kWarpgroupThreads, 10);
+        FMLA_PROBE_STAMP(tid == kWarpgroupThreads, kStampEnd);
     };
     const int wg = warpgroup_idx();
     if (wg == 0) {

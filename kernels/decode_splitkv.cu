@@ -387,18 +387,18 @@ struct DecodeCta {
             const u32 s_k = s_k_tile(j % STAGES);
             FragC s[kScoreTiles];
             compute_scores(s, s_k);
-            FMLA_PROBE_STAMP(j == 0 && thread_idx() == 0, 3);
+            FMLA_PROBE_STAMP(j == 0 && thread_idx() == 0, kStampFirstQkDone);
             softmax_tile(s, tile_begin + j, seqlen);
             sync_threads();  // P and sAlpha are complete
-            FMLA_PROBE_STAMP(j == 0 && thread_idx() == 0, 5);
+            FMLA_PROBE_STAMP(j == 0 && thread_idx() == 0, kStampFirstPOut);
             accumulate_pv(s_k);
             sync_threads();
-            FMLA_PROBE_STAMP(j == 0 && thread_idx() == 0, 6);
+            FMLA_PROBE_STAMP(j == 0 && thread_idx() == 0, kStampFirstPvDone);
         }
-        FMLA_PROBE_STAMP(thread_idx() == 0, 8);
+        FMLA_PROBE_STAMP(thread_idx() == 0, kStampLastPvDone);
         cp_async_wait<0>();
         epilogue(request, split, slot);
-        FMLA_PROBE_STAMP(thread_idx() == 0, 9);
+        FMLA_PROBE_STAMP(thread_idx() == 0, kStampStored);
     }
 };
 
@@ -407,13 +407,13 @@ FMLA_DEVICE void decode_splitkv(const DecodeParams& p) {
     using Cta = DecodeCta<T, STAGES, RG>;
     if (!has_shared_memory(reinterpret_cast<ErrorRecord*>(p.error), Cta::Smem::bytes)) return;
     Cta cta(p);
-    FMLA_PROBE_STAMP(thread_idx() == 0, 0);
+    FMLA_PROBE_STAMP(thread_idx() == 0, kStampEntry);
     // The merge's scratch: the Q tile, free once the part's pieces are done.
     decode_part<T, kThreads>(p, block_idx_z(), cta.kv_head, cta.m_block, Cta::kBlockM, reinterpret_cast<float*>(decode_smem + Cta::Smem::q),
                              Cta::kBlockM * kMaxHeadDim * kElemBytes / 4, [&](const DecodePiece& piece) FMLA_INLINE_LAMBDA {
         cta.run_piece(piece.request, piece.tile_begin, piece.tile_end, piece.seqlen, piece.split, piece.slot);
     });
-    FMLA_PROBE_STAMP(thread_idx() == 0, 10);
+    FMLA_PROBE_STAMP(thread_idx() == 0, kStampEnd);
 }
 
 // The descriptor of a variant: 8 warps, 16·RG query rows per CTA, a STAGES-deep K ring.

@@ -166,9 +166,12 @@ class Case:
         base = path[:-2] if path.endswith("+m") else path
         return base in variant_mods or base in ("sm90", "sm90g") or (base in probe_mods and "sm90" in base)
 
+    def rows_per_cta(self, path):
+        """64 on the wgmma kernel; the mma.sync variant is the smallest of 16, 32, 64 that holds the rows."""
+        return 64 if self.is_sm90(path) else 16 if self.rows <= 16 else 32 if self.rows <= 32 else 64
+
     def ctas(self, path):
-        m = 64 if self.is_sm90(path) else 16 if self.rows <= 16 else 32 if self.rows <= 32 else 64
-        return (self.rows + m - 1) // m * self.h_kv * self.parts
+        return (self.rows + self.rows_per_cta(path) - 1) // self.rows_per_cta(path) * self.h_kv * self.parts
 
     def fusable(self, path):
         """Whether the in-kernel merge may run: every CTA of the grid resident at once."""
@@ -188,7 +191,7 @@ class Case:
             kern.launch(((self.rows + 63) // 64, self.h_kv, self.parts), (512,), SM90_SMEM,
                         self.sm90_params(out, lse, base == "sm90g", k, merge))
         else:
-            m = 16 if self.rows <= 16 else 32 if self.rows <= 32 else 64
+            m = self.rows_per_cta(path)
             K["split" if base == "split" else base, dt, m].launch(((self.rows + m - 1) // m, self.h_kv, self.parts), (256,),
                                                                  split_smem(m), self.base_params(out, lse, k, merge))
         if not fused:
@@ -335,7 +338,8 @@ def latency():
         torch.cuda.empty_cache()
 
 
-STAMPS = {0: "entry", 1: "prologue done", 2: "Q landed", 3: "Q seen / 1st QK", 4: "1st QK done", 5: "1st P out",
+# ProbeStamp of kernels/include/probe_timeline.cuh, in its order.
+STAMPS = {0: "entry", 1: "prologue done", 2: "Q landed", 3: "Q seen", 4: "1st QK done", 5: "1st P out",
           6: "1st PV done", 7: "last P out", 8: "last PV done", 9: "stored", 10: "merged / end", 11: "1st K issued",
           12: "all K issued", 13: "arrived", 14: "all arrived", 15: "merged"}
 

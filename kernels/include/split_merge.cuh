@@ -70,7 +70,7 @@ FMLA_DEVICE void merge_arrive(const DecodeParams& p, const SplitPiece& s, int kv
     if (tid == 0) {
         fence_gpu();
         atomic_add_release_gpu(&merge_counters(p, s.request, kv_head, m_block)->arrived, 1);
-        FMLA_PROBE_STAMP(true, 13);
+        FMLA_PROBE_STAMP(true, kStampArrived);
     }
 }
 
@@ -161,7 +161,7 @@ FMLA_DEVICE void merge_finish(const DecodeParams& p, const SplitPiece& s, int kv
                 break;
             }
         }
-        FMLA_PROBE_STAMP(true, 14);
+        FMLA_PROBE_STAMP(true, kStampAllArrived);
     }
     sync();
 
@@ -279,7 +279,7 @@ FMLA_DEVICE void merge_finish(const DecodeParams& p, const SplitPiece& s, int kv
 
     sync();
     if (tid == 0) {
-        FMLA_PROBE_STAMP(true, 15);
+        FMLA_PROBE_STAMP(true, kStampMerged);
         if (atomic_add_release_gpu(&counters->departed, 1) == s.count - 1) {
             store_relaxed_gpu(&counters->arrived, 0);
             store_relaxed_gpu(&counters->departed, 0);
@@ -331,7 +331,7 @@ FMLA_DEVICE void decode_prologue(const DecodeParams& p, int part_index, int tid,
     }
     wait_for_prior_grid();
     allow_dependent_launch();
-    FMLA_PROBE_STAMP(tid == 0, 1);
+    FMLA_PROBE_STAMP(tid == 0, kStampPrologueDone);
 }
 
 // A schedule part for CTAs whose kThreads threads all compute every piece (barrier 0): runs
@@ -376,7 +376,7 @@ FMLA_DEVICE void merge_part(const DecodeParams& p, int part_index, int kv_head, 
         for (int i = 0; i < merges.n; ++i) {
             atomic_add_release_gpu(&merge_counters(p, merges.piece[i].request, kv_head, m_block)->arrived, 1);
         }
-        FMLA_PROBE_STAMP(true, 13);
+        FMLA_PROBE_STAMP(true, kStampArrived);
     }
     for (int i = 0; i < merges.n; ++i) {
         merge_finish<T, kThreads>(p, merges.piece[i], kv_head, m_block, rows_per_cta, tid, scratch, scratch_floats, sync);
