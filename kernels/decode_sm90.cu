@@ -14,7 +14,8 @@
 //       page through the block table (a bad id is reported and read as zeros: the box falls
 //       outside the tensor map) and issues one 64×64 TMA box per 64 columns (9 for d = 576), the
 //       RoPE box first. Warps 1–3: load each piece's Q tile (cp.async; a warp takes a row at a
-//       time, its lanes the row's chunks; rows past s_q·group zero).
+//       time, its lanes the row's chunks, each lane having worked out one row's address; rows
+//       past s_q·group zero).
 //  WG1  scores (136 registers): per block, S = Q·Kᵀ with wgmma m64n64k16 (both operands in
 //       shared memory; box by box as the K boxes land), then the softmax: masks (length,
 //       causal), running max and sums, and the hand-over of P (bf16/fp16, written with stmatrix
@@ -84,7 +85,7 @@ static_assert(kProducerRegs + kScoreRegs + 2 * kOutputRegs <= 65536 / kWarpgroup
 struct Smem {
     static constexpr int q = 0;
     static constexpr int k = q + kMaxBoxes * kBoxBytes;
-    static constexpr int alpha = k + kStages * kMaxBoxes * kBoxBytes;  // [stage][row]
+    static constexpr int alpha = k + kStages * kMaxBoxes * kBoxBytes;  // [stage][row]; the merge's scratch ends here
     static constexpr int row_l = alpha + kStages * kRows * 4;          // [stage][row]
     static constexpr int full = row_l + kStages * kRows * 4;
     static constexpr int empty = full + kStages * kMaxBoxes * 8;
@@ -144,6 +145,7 @@ FMLA_DEVICE void produce_k(const Cta& c, u64 k_map) {
     int j = 0;
     ErrorRecord* error = reinterpret_cast<ErrorRecord*>(p.error);
     for_each_piece(p, c.part, [&](const DecodePiece& pc) FMLA_INLINE_LAMBDA {
+        FMLA_PROBE_STAMP(j == 0, kStampFirstPiece);
         const int* bt_row = reinterpret_cast<const int*>(p.block_table) + static_cast<i64>(pc.request) * p.bt_batch_stride;
         for (int blk = pc.tile_begin; blk < pc.tile_end; ++blk, ++j) {
             const int token0 = blk * kBlockN;
@@ -154,6 +156,7 @@ FMLA_DEVICE void produce_k(const Cta& c, u64 k_map) {
                 report_bad_block(error, pc.request);
                 block_id = p.num_blocks;  // outside the tensor map: the box reads as zeros
             }
+            FMLA_PROBE_STAMP(j == 0, kStampFirstBlockId);
             const int stage = j & 1;
             const u32 parity = ((j >> 1) & 1) ^ 1;
             for (int i = 0; i < c.boxes; ++i) {
@@ -173,28 +176,48 @@ FMLA_DEVICE void produce_k(const Cta& c, u64 k_map) {
     FMLA_PROBE_STAMP(true, kStampAllKIssued);
 }
 
-// WG0 warps 1–3: Q of each non-empty piece. Loader w takes rows w, w + 3, …; its lanes take the
-// row's 16-byte chunks, so the row's address is computed once per row, not once per chunk (one
-// warp computing it per chunk took about 10 µs a piece).
+// WG0 warps 1–3: Q of each non-empty piece. Loader w takes rows w, w + 3, …; lane l works out the
+// global address of the loader's row l (before the piece may overwrite Q, so that for a later piece
+// it overlaps the previous one's work), and the row loop broadcasts it while the lanes copy the
+// row's 16-byte chunks: lane l takes chunks l, l + 32, …, whose swizzled places differ from its
+// first by whole boxes. Rows past s_q·group are the same for every piece: they are zeroed once,
+// with plain stores. (One lane computing every row's address, and a chunk loop that recomputed
+// each chunk's place, took about 2.6 µs from the walk to the last copy issued.)
+constexpr int kRowsPerQLoader = (kRows + kQLoaders - 1) / kQLoaders;
+static_assert(kRowsPerQLoader <= kWarpSize, "a lane works out one row's address");
+static_assert(kWarpSize % 8 == 0, "chunk l + 32t sits where chunk l does, 4t boxes further (8 chunks a box)");
+template <int kBoxes>
 FMLA_DEVICE void produce_q(const Cta& c, int loader, int lane) {
+    constexpr int kChunks = kBoxes * (kBoxCols / 8);  // 16-byte chunks of a row
+    constexpr int kSteps = (kChunks + kWarpSize - 1) / kWarpSize;
+    constexpr int kBoxesPerStep = kWarpSize / 8;
     const DecodeParams& p = c.p;
     int count = 0;
-    const int chunks_per_row = c.boxes * (kBoxCols / 8);
     for_each_piece<true>(p, c.part, [&](const DecodePiece& pc) FMLA_INLINE_LAMBDA {
         if (pc.tile_end <= pc.tile_begin) return;
+        const int my_row = loader + kQLoaders * lane;
+        const int my_r = c.global_row(my_row);
+        u64 my_src = reinterpret_cast<u64>(p.q);
+        if (my_row < kRows && my_r < p.rows) my_src += 2 * static_cast<u64>(q_offset(p, pc.request, query_row(my_r, c.kv_head, p.group)));
         mbarrier_wait(c.bar(Smem::q_empty), (count & 1) ^ 1);
-        for (int row = loader; row < kRows; row += kQLoaders) {
-            const int r = c.global_row(row);
-            const bool valid = r < p.rows;
-            const u8* src = reinterpret_cast<const u8*>(p.q);
-            if (valid) src += q_offset(p, pc.request, query_row(r, c.kv_head, p.group)) * 2;
-            const u32 dst = c.q_box(0) + row * 128;
-            const int swizzle = row & 7;
-            for (int cc = lane; cc < chunks_per_row; cc += kWarpSize) {
-                cp_async_16(dst + (cc >> 3) * kBoxBytes + (((cc & 7) ^ swizzle) << 4), src + (valid ? cc * 16 : 0), valid);
+        const u32 lane_box = (lane >> 3) * kBoxBytes;
+        for (int row = loader, n = 0; row < kRows; row += kQLoaders, ++n) {
+            const u8* src = reinterpret_cast<const u8*>(shfl_idx(my_src, n)) + 16 * lane;  // chunk `lane` of row `row`
+            const u32 dst = c.q_box(0) + row * 128 + lane_box + (((lane & 7) ^ (row & 7)) << 4);
+            if (c.global_row(row) < p.rows) {
+#pragma unroll
+                for (int t = 0; t < kSteps; ++t) {
+                    if (lane + kWarpSize * t < kChunks) cp_async_16(dst + t * kBoxesPerStep * kBoxBytes, src + t * kWarpSize * 16, true);
+                }
+            } else if (count == 0) {
+#pragma unroll
+                for (int t = 0; t < kSteps; ++t) {
+                    if (lane + kWarpSize * t < kChunks) st_shared_v4(dst + t * kBoxesPerStep * kBoxBytes, 0u, 0u, 0u, 0u);
+                }
             }
         }
         cp_async_commit();
+        FMLA_PROBE_STAMP(lane == 0 && loader == 0 && count == 0, kStampQIssued);
         cp_async_wait<0>();
         fence_proxy_async_shared();
         asm volatile("bar.warp.sync 0xffffffff;" ::: "memory");
@@ -555,9 +578,10 @@ FMLA_DEVICE void decode(const DecodeParams& p, u64 k_map) {
     // so WG1 and WG2–3 meet at the merge's barrier from different instructions: unaligned.
     auto merge = [&] FMLA_INLINE_LAMBDA {
         auto sync = [] FMLA_INLINE_LAMBDA { named_barrier_unaligned(kMergeBarrier, kMergeThreads); };
-        // Scratch: the Q boxes, which no one reads once the part's pieces are done.
+        // Scratch: the Q boxes and the K ring, which no one reads or loads once the part's pieces
+        // are done (every box of every block landed: the score warpgroup waited for each).
         float* scratch = reinterpret_cast<float*>(smem_raw + (c.base - raw) + Smem::q);
-        merge_part<T, kMergeThreads>(p, c.part, c.kv_head, c.m_block, kRows, tid - kWarpgroupThreads, scratch, kMaxBoxes * kBoxBytes / 4, sync);
+        merge_part<T, kMergeThreads>(p, c.part, c.kv_head, c.m_block, kRows, tid - kWarpgroupThreads, scratch, (Smem::alpha - Smem::q) / 4, sync);
         FMLA_PROBE_STAMP(tid == kWarpgroupThreads, kStampEnd);
     };
     const int wg = warpgroup_idx();
@@ -567,7 +591,7 @@ FMLA_DEVICE void decode(const DecodeParams& p, u64 k_map) {
         if (warp == 0) {
             if (lane_idx() == 0) produce_k(c, k_map);
         } else {
-            produce_q(c, warp - 1, lane_idx());
+            produce_q<kBoxes>(c, warp - 1, lane_idx());
         }
     } else if (wg == 1) {
         setmaxnreg_inc<kScoreRegs>();

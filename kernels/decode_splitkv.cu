@@ -408,9 +408,10 @@ FMLA_DEVICE void decode_splitkv(const DecodeParams& p) {
     if (!has_shared_memory(reinterpret_cast<ErrorRecord*>(p.error), Cta::Smem::bytes)) return;
     Cta cta(p);
     FMLA_PROBE_STAMP(thread_idx() == 0, kStampEntry);
-    // The merge's scratch: the Q tile, free once the part's pieces are done.
+    // The merge's scratch: the Q tile and the K ring, free once the part's pieces are done.
+    static_assert(Cta::Smem::q == 0 && Cta::Smem::k + STAGES * kKTileBytes == Cta::Smem::p, "the Q tile and the K ring are contiguous");
     decode_part<T, kThreads>(p, block_idx_z(), cta.kv_head, cta.m_block, Cta::kBlockM, reinterpret_cast<float*>(decode_smem + Cta::Smem::q),
-                             Cta::kBlockM * kMaxHeadDim * kElemBytes / 4, [&](const DecodePiece& piece) FMLA_INLINE_LAMBDA {
+                             Cta::Smem::p / 4, [&](const DecodePiece& piece) FMLA_INLINE_LAMBDA {
         cta.run_piece(piece.request, piece.tile_begin, piece.tile_end, piece.seqlen, piece.split, piece.slot);
     });
     FMLA_PROBE_STAMP(thread_idx() == 0, kStampEnd);

@@ -62,7 +62,8 @@ note() { summary+=("$(printf '%-10s %s' "$1" "$2")"); }
 after_summary=
 
 # The quick GPU test subset used under the sanitizers.
-# (SANITIZE_CLASSES overrides it: space-separated class patterns.)
+# (SANITIZE_CLASSES overrides it: space-separated class patterns; SANITIZE_TOOLS picks the tools,
+# default memcheck racecheck synccheck; SANITIZE_TIMEOUT each tool's limit in seconds, default 300.)
 if [ -n "${SANITIZE_CLASSES:-}" ]; then
   gpu_filter=()
   for c in $SANITIZE_CLASSES; do gpu_filter+=(--filter-class "$c"); done
@@ -112,7 +113,7 @@ step_sanitize() {
     return
   fi
   local tool rc
-  for tool in memcheck racecheck synccheck; do
+  for tool in ${SANITIZE_TOOLS:-memcheck racecheck synccheck}; do
     # API errors are expected: some tests provoke them on purpose (bad inputs, bad launches).
     FLASHMLA_GPU_TESTS=quick timeout "${SANITIZE_TIMEOUT:-300}" compute-sanitizer --tool "$tool" --error-exitcode 99 \
       --target-processes all --report-api-errors no \

@@ -5,7 +5,8 @@ A development check for the GPU machine; the library's test suite is the authori
 
 Usage: check_sm90.py [--quick] [--no-timing | --timing-only] [--latency] [--timeline]. PTX from
 src/FlashMla/Kernels/sm_90a; SM90_PTX=FILE loads another decode_sm90 build, SM90_VARIANTS=a,b times
-builds from bench/micro/build (scripts/build-micro.sh) beside it. Prints one line per case and a
+builds from bench/micro/build (scripts/build-micro.sh) beside it (a name with "splitkv" in it is a
+decode_splitkv build). TIMELINE_PROBES=a,b names the probe builds --timeline reads. Prints one line per case and a
 timing table. --latency times the small-batch cases as graphs of calls over rotating cache copies
 (each path with the combine kernel, and with "+m" merging in the kernel); --timeline reads the
 stamps of the probe builds probe_sm90_timeline and probe_splitkv_timeline (FMLA_PROBE_TIMELINE)."""
@@ -28,9 +29,10 @@ SM90_VARIANTS = [v for v in os.environ.get("SM90_VARIANTS", "").split(",") if v]
 sm90_mod = cudrv.Module(os.environ.get("SM90_PTX", os.path.join(lib, "decode_sm90.ptx")))
 variant_mods = {v: cudrv.Module(os.path.join(here, "build", v + ".ptx")) for v in SM90_VARIANTS}
 TIMELINE = "--timeline" in sys.argv
+TIMELINE_PROBES = [v for v in os.environ.get("TIMELINE_PROBES", "probe_sm90_timeline,probe_splitkv_timeline").split(",") if v]
 probe_mods = {}
 if TIMELINE:
-    probe_mods = {v: cudrv.Module(os.path.join(here, "build", v + ".ptx")) for v in ("probe_sm90_timeline", "probe_splitkv_timeline")}
+    probe_mods = {v: cudrv.Module(os.path.join(here, "build", v + ".ptx")) for v in TIMELINE_PROBES}
 SMS = torch.cuda.get_device_properties(0).multi_processor_count
 INT_MAX = 2**31 - 1
 UNUSED = 2147480000
@@ -51,7 +53,7 @@ for dt in ("bf16", "fp16"):
     for d, suffix in ((576, ""), (512, "_d512")):
         K["sm90", dt, d] = sm90_mod.kernel(f"mla_decode_sm90_{dt}{suffix}")
         K["sm90", dt, d].set_smem(SM90_SMEM)
-        for v, m in list(variant_mods.items()) + [(v, m) for v, m in probe_mods.items() if "sm90" in v]:
+        for v, m in [(v, m) for v, m in list(variant_mods.items()) + list(probe_mods.items()) if "splitkv" not in v]:
             K[v, dt, d] = m.kernel(f"mla_decode_sm90_{dt}{suffix}")
             K[v, dt, d].set_smem(SM90_SMEM)
 K["sched"].set_smem(48 * 1024)
@@ -64,7 +66,7 @@ def split_smem(m):
 for m in (16, 32, 64):
     for dt in ("bf16", "fp16"):
         K["split", dt, m].set_smem(split_smem(m))
-        for v, mod in probe_mods.items():
+        for v, mod in list(probe_mods.items()) + list(variant_mods.items()):
             if "splitkv" in v:
                 K[v, dt, m] = mod.kernel(f"mla_decode_splitkv_{dt}_m{m}")
                 K[v, dt, m].set_smem(split_smem(m))
@@ -164,7 +166,7 @@ class Case:
 
     def is_sm90(self, path):
         base = path[:-2] if path.endswith("+m") else path
-        return base in variant_mods or base in ("sm90", "sm90g") or (base in probe_mods and "sm90" in base)
+        return base in ("sm90", "sm90g") or ((base in variant_mods or base in probe_mods) and "splitkv" not in base)
 
     def rows_per_cta(self, path):
         """64 on the wgmma kernel; the mma.sync variant is the smallest of 16, 32, 64 that holds the rows."""
@@ -325,23 +327,31 @@ LATENCY_CASES = [(b, h, sk) for b in (1, 4, 16, 32) for h in (16, 128) for sk in
 
 
 def latency():
-    paths = ["split", "split+m", "sm90", "sm90+m"] + SM90_VARIANTS
-    print(f"{'case':22s}" + "".join(f" {p[:12]:>12s}" for p in paths), flush=True)
+    paths = ["split", "split+m", "sm90", "sm90+m"] + [v + m for v in SM90_VARIANTS for m in ("", "+m")]
+    print(f"{'case':22s}" + "".join(f" {p[-14:]:>14s}" for p in paths), flush=True)
     for b, hq, sk in LATENCY_CASES:
         c = Case(b, 1, hq, 1, [sk] * b)
         c.rotate(L2_ROTATE)
         c.schedule()
         out, lse = c.outputs()
         t = {p: graph_us(c, p, out, lse) if c.fusable(p) or not p.endswith("+m") else float("nan") for p in paths}
-        print(f"{f'b{b} h{hq} s_k{sk}':22s}" + "".join(f" {t[p]:12.2f}" for p in paths), flush=True)
+        print(f"{f'b{b} h{hq} s_k{sk}':22s}" + "".join(f" {t[p]:14.2f}" for p in paths), flush=True)
         del c, out, lse
         torch.cuda.empty_cache()
 
 
-# ProbeStamp of kernels/include/probe_timeline.cuh, in its order.
-STAMPS = {0: "entry", 1: "prologue done", 2: "Q landed", 3: "Q seen", 4: "1st QK done", 5: "1st P out",
-          6: "1st PV done", 7: "last P out", 8: "last PV done", 9: "stored", 10: "merged / end", 11: "1st K issued",
-          12: "all K issued", 13: "arrived", 14: "all arrived", 15: "merged"}
+# The stamps of kernels/include/probe_timeline.cuh (ProbeStamp), in its order.
+def probe_stamps():
+    import re
+    text = open(os.path.join(root, "kernels", "include", "probe_timeline.cuh")).read()
+    enum = text[text.index("enum ProbeStamp"):]
+    enum = enum[:enum.index("};")]
+    names = re.findall(r"kStamp(\w+),", enum)
+    ctas = int(re.search(r"kProbeCtas = (\d+);", text).group(1))
+    return {i: n for i, n in enumerate(names)}, ctas
+
+
+STAMPS, PROBE_CTAS = probe_stamps()
 
 
 def timeline():
@@ -352,15 +362,17 @@ def timeline():
         c.rotate(L2_ROTATE)
         c.schedule()
         out, lse = c.outputs()
-        for probe in ("probe_sm90_timeline", "probe_splitkv_timeline"):
+        for probe in TIMELINE_PROBES:
             for fused in ("", "+m"):
                 if fused and not c.fusable(probe + fused):
                     continue
                 mod = probe_mods[probe]
                 mod.zero_global("fmla_probe_timeline")
                 us = graph_us(c, probe + fused, out, lse, replays=3)
-                raw = torch.frombuffer(bytearray(mod.global_bytes("fmla_probe_timeline", 1024 * 16 * 8)), dtype=torch.int64)
-                tl = raw.view(1024, 16)
+                # The table's width from its size: a probe of an older revision may have fewer stamps.
+                nst = mod.global_ptr("fmla_probe_timeline")[1] // (PROBE_CTAS * 8)
+                raw = torch.frombuffer(bytearray(mod.global_bytes("fmla_probe_timeline", PROBE_CTAS * nst * 8)), dtype=torch.int64)
+                tl = raw.view(PROBE_CTAS, nst)
                 work = tl[(tl[:, 0] > 0) & ((tl[:, 8] > 0) | (tl[:, 9] > 0))]
                 if len(work) == 0:
                     print(f"b{b} h{hq} s_k{sk} {probe}{fused}: no stamps", flush=True)
@@ -368,6 +380,8 @@ def timeline():
                 t0 = tl[tl[:, 0] > 0, 0].min()
                 cols = []
                 for i, name in STAMPS.items():
+                    if i >= nst:
+                        continue
                     v = work[:, i]
                     v = v[v > 0]
                     if len(v) == 0:

@@ -64,6 +64,14 @@ FMLA_DEVICE int warp_uniform(int v) {
     return v;
 }
 
+// `v` of lane `src` (all 32 lanes active).
+FMLA_DEVICE u64 shfl_idx(u64 v, int src) {
+    u32 lo = static_cast<u32>(v), hi = static_cast<u32>(v >> 32);
+    asm volatile("shfl.sync.idx.b32 %0, %0, %1, 0x1f, 0xffffffff;" : "+r"(lo) : "r"(src));
+    asm volatile("shfl.sync.idx.b32 %0, %0, %1, 0x1f, 0xffffffff;" : "+r"(hi) : "r"(src));
+    return static_cast<u64>(hi) << 32 | lo;
+}
+
 FMLA_DEVICE int shfl_xor(int v, int mask) {
     int r;
     asm volatile("shfl.sync.bfly.b32 %0, %1, %2, 0x1f, 0xffffffff;" : "=r"(r) : "r"(v), "r"(mask));

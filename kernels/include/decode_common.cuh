@@ -163,6 +163,23 @@ FMLA_DEVICE i64 split_out_offset(int slot, int kv_head, int h_kv, int rows, int 
     return group * kHeadDimV + (col >> 3) * kSplitChunkFloats + (r & (kSplitRowGroup - 1)) * kSplitChunkCols + (col & 7);
 }
 
+// float4 units (4 columns of a row) of one row group of o_accum, and the inverse of
+// split_out_offset within a group: unit q of a group's memory (q = (offset − group start) / 4) is
+// columns col … col + 3 of the group's row `row`.
+constexpr int kSplitGroupUnits = kSplitRowGroup * kHeadDimV / 4;
+static_assert(kSplitChunkCols % 4 == 0, "a float4 unit lies within one chunk of one row");
+
+struct SplitUnit {
+    int row;  // within the group
+    int col;
+};
+
+FMLA_DEVICE SplitUnit split_unit(int q) {
+    const int f = 4 * q;
+    const int in_chunk = f % kSplitChunkFloats;
+    return SplitUnit{in_chunk / kSplitChunkCols, f / kSplitChunkFloats * kSplitChunkCols + in_chunk % kSplitChunkCols};
+}
+
 // Floats between the same (row, column) of consecutive split slots.
 FMLA_DEVICE i64 split_out_slot_stride(int h_kv, int rows) { return static_cast<i64>(h_kv) * split_out_rows(rows) * kHeadDimV; }
 

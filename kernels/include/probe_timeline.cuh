@@ -8,7 +8,7 @@
 
 namespace fmla {
 
-// The stamps (entries of a CTA's row); bench/micro/check_sm90.py names them in the same order. The
+// The stamps (entries of a CTA's row); bench/micro/check_sm90.py reads their names from this enum. The
 // wgmma kernel writes all of them, the mma.sync kernels those without a role of their own (no Q
 // loader, no K producer), split_merge.cuh the merge's.
 enum ProbeStamp : int {
@@ -28,6 +28,9 @@ enum ProbeStamp : int {
     kStampArrived,       // merge: this CTA's pieces published
     kStampAllArrived,    // merge: every piece of the request arrived
     kStampMerged,        // merge: this CTA's share merged
+    kStampFirstPiece,    // wgmma: the K producer has its first piece (the walk's reads done)
+    kStampQIssued,       // wgmma: the first Q loader's copies issued
+    kStampFirstBlockId,  // wgmma: the K producer has its first block's id (block table read)
     kProbeStamps
 };
 

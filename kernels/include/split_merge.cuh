@@ -6,26 +6,29 @@
 //   1. merge_arrive: after the piece's epilogue the CTA's threads synchronize, and one thread
 //      publishes the partial (gpu-scope fence, release add on the group's `arrived` counter).
 //   2. After all its pieces, merge_finish for each split piece: one thread waits (acquire load)
-//      until `arrived` reaches S; then the CTA merges its share of the tile, the float4 units
-//      [j·U/S, (j+1)·U/S) of the U = rows × 128 units of its rows, reading the S partials in
-//      split order; finally it adds to `departed`, and the last of the S resets both counters to
-//      0 for the next decode.
+//      until `arrived` reaches S; then the CTA merges its share of the tile: the float4 units
+//      [j·U/S, (j+1)·U/S) of the U units of the tile's row groups, counted in the split
+//      workspace's memory order (split_out_offset), so that the share is one contiguous range of
+//      each split slot. Finally it adds to `departed`, and the last of the S resets both counters
+//      to 0 for the next decode.
 // Every CTA arrives for all its pieces before it waits for any, and the grid never has more CTAs
 // than the device has SMs (DecodeSchedule.PartsFor), each fitting on an SM on its own, so all of
 // them are resident and every wait ends. A wait that still lasts kMergeSpinLimit polls (a device
 // shared with other work that keeps SMs, say) is abandoned and reported in the error record
 // (kErrorMerge) instead of hanging the stream.
 //
-// The merge of a CTA's units: its rows' split LSEs are read once into shared memory (the Q tile or
-// another buffer free by then) and turned into weights 2^(lse_i − lse), lse = log2 Σ_i 2^lse_i;
-// then each thread takes kMergeUnitsPerThread units at once, L lanes per unit (L a power of two,
-// at most 32 and at most S rounded up), each lane adding its splits i ≡ lane (mod L) in
-// increasing order, two per step, and the lanes of a unit combine their sums by a butterfly. The
-// result depends only on S and the CTA's unit range, so it is bitwise deterministic. The output is
-// written in its dtype and the LSE in natural log (+inf when no split saw a key), as the combine
-// kernel does. Without enough scratch the merge recomputes each unit's row weights from global
-// memory instead (merge_units_unstaged).
+// The merge of a CTA's units, in shared memory (`scratch`: buffers the kernel no longer needs,
+// the Q tile and the K ring): the share's partials of all S splits are loaded with cp.async, all
+// in flight at once (in passes when they do not fit), while the rows' split LSEs are read and
+// turned into weights 2^(lse_i − lse), lse = log2 Σ_i 2^lse_i. Then L lanes take a unit (L a power
+// of two, at most 32 and at most S rounded up), each adding its splits i ≡ lane (mod L) in
+// increasing order, and combine their sums by a butterfly. The result depends only on S and the
+// CTA's unit range, so it is bitwise deterministic. The output is written in its dtype and the LSE
+// in natural log (+inf when no split saw a key), as the combine kernel does. Without scratch for
+// one unit's partials the merge reads them from global memory and recomputes each unit's row
+// weights (merge_units_unstaged).
 #pragma once
+#include "cp_async.cuh"
 #include "decode_common.cuh"
 #include "grid_dependency.cuh"
 #include "numeric.cuh"
@@ -35,11 +38,10 @@ namespace fmla {
 
 // Polls of a merge wait before it is abandoned (with a 256 ns sleep after the first 64: seconds).
 constexpr int kMergeSpinLimit = 1 << 24;
-// Units a thread of the staged merge takes at once (memory-level parallelism).
-constexpr int kMergeUnitsPerThread = 4;
-// float4 units of a 512-column row.
-constexpr int kMergeUnitsPerRow = kHeadDimV / 4;
 static_assert(kHeadDimV % 4 == 0, "the merge moves float4 units");
+
+// Split LSEs a thread of the merge loads at once.
+constexpr int kMergeLseBatch = 8;
 
 // One split piece a CTA computed: what merge_finish needs.
 struct SplitPiece {
@@ -86,14 +88,30 @@ FMLA_DEVICE void write_merged(const DecodeParams& p, int request, int row, int k
     if (col == 0) reinterpret_cast<float*>(p.lse)[lse_offset(p, request, q_row)] = lse2 == -inf_f() ? inf_f() : lse2 * kLn2;
 }
 
-// The merge of units [begin, end) without shared memory: every unit recomputes its row's LSE.
+// Float offset of split slot 0's region of the tile whose rows start at row0 (a whole row group):
+// its units run in memory order from there, one slot every split_out_slot_stride floats.
+FMLA_DEVICE i64 merge_region(const DecodeParams& p, const SplitPiece& s, int kv_head, int row0) {
+    return split_out_offset(s.first_slot, kv_head, p.h_kv, p.rows, row0, 0);
+}
+
+// Lanes that add one unit's splits: a power of two, at most 32 and at most S rounded up, as many
+// as `threads` threads allow for `units` units at once (two splits per lane at least).
+FMLA_DEVICE int merge_lanes(int units, int count, int threads) {
+    int lanes = 1;
+    while (lanes < kWarpSize && lanes < count && units * lanes * 2 <= threads) lanes <<= 1;
+    return lanes;
+}
+
+// The merge of units [begin, end) of the tile's region without shared memory: every unit
+// recomputes its row's LSE.
 template <typename T, int kThreads>
-FMLA_DEVICE void merge_units_unstaged(const DecodeParams& p, const SplitPiece& s, int kv_head, int row0, int begin, int end, int tid) {
+FMLA_DEVICE void merge_units_unstaged(const DecodeParams& p, const SplitPiece& s, int kv_head, int row0, int rows, int begin, int end,
+                                      int tid) {
     const float* lse_accum = reinterpret_cast<const float*>(p.lse_accum);
-    const float* o_accum = reinterpret_cast<const float*>(p.o_accum);
+    const float* o_region = reinterpret_cast<const float*>(p.o_accum) + merge_region(p, s, kv_head, row0);
+    const i64 step = split_out_slot_stride(p.h_kv, p.rows);
     const int lane = tid & (kWarpSize - 1);
-    int lanes = 1;  // lanes per unit
-    while (lanes < s.count && lanes < kWarpSize) lanes <<= 1;
+    const int lanes = merge_lanes(end - begin, s.count, kThreads);
     const int sub = lane & (lanes - 1);
     const int group = tid / lanes;
     const int groups = kThreads / lanes;
@@ -101,9 +119,10 @@ FMLA_DEVICE void merge_units_unstaged(const DecodeParams& p, const SplitPiece& s
     // Trip counts are uniform across each warp (lanes divides 32), so the shuffles see whole warps.
     for (int base = begin; base < end; base += groups) {
         const int u = base + group;
-        const bool active = u < end;
-        const int row = row0 + (active ? u / kMergeUnitsPerRow : 0);
-        const int col = 4 * (active ? u % kMergeUnitsPerRow : 0);
+        const SplitUnit at = split_unit(u % kSplitGroupUnits);
+        const int rel = u / kSplitGroupUnits * kSplitRowGroup + at.row;
+        const bool active = u < end && rel < rows;
+        const int row = row0 + (active ? rel : 0);
 
         float mx = -inf_f();
         if (active) {
@@ -125,9 +144,8 @@ FMLA_DEVICE void merge_units_unstaged(const DecodeParams& p, const SplitPiece& s
         float4v acc = {0.0f, 0.0f, 0.0f, 0.0f};
         if (active && !empty) {
             for (int i = sub; i < s.count; i += lanes) {
-                const i64 srow = split_row(s.first_slot + i, kv_head, p.h_kv, p.rows, row);
-                const float w = exp2_approx(load_l2_f32(lse_accum + srow) - lse2);
-                const float4v v = load_l2_f32x4(o_accum + split_out_offset(s.first_slot + i, kv_head, p.h_kv, p.rows, row, col));
+                const float w = exp2_approx(load_l2_f32(lse_accum + split_row(s.first_slot + i, kv_head, p.h_kv, p.rows, row)) - lse2);
+                const float4v v = load_l2_f32x4(o_region + i * step + 4 * static_cast<i64>(u));
                 acc.x += w * v.x;
                 acc.y += w * v.y;
                 acc.z += w * v.z;
@@ -140,18 +158,20 @@ FMLA_DEVICE void merge_units_unstaged(const DecodeParams& p, const SplitPiece& s
             acc.z += shfl_xor(acc.z, m);
             acc.w += shfl_xor(acc.w, m);
         }
-        if (active && sub == 0) write_merged<T>(p, s.request, row, kv_head, col, acc, empty ? -inf_f() : lse2);
+        if (active && sub == 0) write_merged<T>(p, s.request, row, kv_head, at.col, acc, empty ? -inf_f() : lse2);
     }
-
 }
 
 // Step 2, by the kThreads threads of the merging set (tid in [0, kThreads)); rows_per_cta is the
-// CTA's tile height.
+// CTA's tile height (a multiple of kSplitRowGroup).
 template <typename T, int kThreads, typename Sync>
 FMLA_DEVICE void merge_finish(const DecodeParams& p, const SplitPiece& s, int kv_head, int m_block, int rows_per_cta, int tid,
                               float* scratch, int scratch_floats, Sync&& sync) {
     static_assert(kThreads % kWarpSize == 0, "the merge works in whole warps");
     MergeCounters* counters = merge_counters(p, s.request, kv_head, m_block);
+    // The scratch may still be the target of this thread's last cp.async loads (a K ring): they
+    // land before the barrier below, after which the merge owns it.
+    cp_async_wait<0>();
     if (tid == 0) {
         int polls = 0;
         while (load_acquire_gpu(&counters->arrived) < s.count) {
@@ -165,116 +185,137 @@ FMLA_DEVICE void merge_finish(const DecodeParams& p, const SplitPiece& s, int kv
     }
     sync();
 
+    const int count = s.count;
     const int row0 = m_block * rows_per_cta;
     int rows = p.rows - row0;
     if (rows > rows_per_cta) rows = rows_per_cta;
-    const int units = rows * kMergeUnitsPerRow;
-    const int begin = static_cast<int>(static_cast<i64>(units) * s.split / s.count);
-    const int end = static_cast<int>(static_cast<i64>(units) * (s.split + 1) / s.count);
+    // The CTA's share: units [begin, end) of the tile's region in memory order (split_out_offset),
+    // so that a split's share is one contiguous range.
+    const int units = split_out_rows(rows) / kSplitRowGroup * kSplitGroupUnits;
+    const int begin = static_cast<int>(static_cast<i64>(units) * s.split / count);
+    const int end = static_cast<int>(static_cast<i64>(units) * (s.split + 1) / count);
+    const int mine = end - begin;
+    // Rows whose weights it needs (tile-relative): those of the row groups the share touches.
+    const int row_lo = begin / kSplitGroupUnits * kSplitRowGroup;
+    int row_hi = mine > 0 ? ((end - 1) / kSplitGroupUnits + 1) * kSplitRowGroup : row_lo;
+    if (row_hi > rows) row_hi = rows;
+    const int nr = row_hi > row_lo ? row_hi - row_lo : 0;
+    // Scratch: weights [nr][S], the rows' LSEs [nr], then a pass's partials [S][pass units]
+    // (float4, 16-byte aligned).
+    const int data_at = (nr * (count + 1) + 3) & ~3;
+    const int pass_capacity = scratch_floats > data_at ? (scratch_floats - data_at) / (4 * count) : 0;
 
-    const float* lse_accum = reinterpret_cast<const float*>(p.lse_accum);
-    const float* o_accum = reinterpret_cast<const float*>(p.o_accum);
-    const int lane = tid & (kWarpSize - 1);
-    const int row_lo = row0 + begin / kMergeUnitsPerRow;
-    const int nr = end > begin ? (end - 1) / kMergeUnitsPerRow - begin / kMergeUnitsPerRow + 1 : 0;
-    if (nr * (s.count + 1) <= scratch_floats) {
-        // The weights of the rows this CTA writes, once: scratch[rr·S + i] = 2^(lse_i − lse) of row
-        // row_lo + rr, scratch[nr·S + rr] = its lse (log2; −inf when no split saw a key).
-        for (int idx = tid; idx < nr * s.count; idx += kThreads) {
-            const int rr = idx / s.count;
-            const int i = idx - rr * s.count;
-            scratch[idx] = load_l2_f32(lse_accum + split_row(s.first_slot + i, kv_head, p.h_kv, p.rows, row_lo + rr));
+    if (mine > 0 && pass_capacity > 0) {
+        const float* lse_accum = reinterpret_cast<const float*>(p.lse_accum);
+        const float* o_region = reinterpret_cast<const float*>(p.o_accum) + merge_region(p, s, kv_head, row0);
+        const i64 step = split_out_slot_stride(p.h_kv, p.rows);
+        const int lane = tid & (kWarpSize - 1);
+        float* weight = scratch;
+        float* row_lse = scratch + nr * count;
+        const float4v* data = reinterpret_cast<const float4v*>(scratch + data_at);
+        const u32 data_smem = smem_addr(scratch + data_at);
+        const int passes = (mine + pass_capacity - 1) / pass_capacity;
+        const int per_pass = (mine + passes - 1) / passes;
+
+        // A pass's loads: every (split i, unit k) pair, units fastest, so that a warp reads one
+        // contiguous range of a split; all in flight at once (cp.async), landing in data[i·n + k].
+        auto issue = [&](int ub, int n) FMLA_INLINE_LAMBDA {
+            const int di = kThreads / n, dk = kThreads % n;
+            int i = tid / n, k = tid % n;
+            while (i < count) {
+                cp_async_16(data_smem + 16 * (i * n + k), o_region + i * step + 4 * static_cast<i64>(ub + k), true);
+                k += dk;
+                i += di;
+                if (k >= n) {
+                    k -= n;
+                    ++i;
+                }
+            }
+            cp_async_commit();
+        };
+        issue(begin, per_pass < mine ? per_pass : mine);
+
+        // The weights of the rows, while the first pass's partials are in flight:
+        // weight[rr·S + i] = 2^(lse_i − lse) of row row0 + row_lo + rr, row_lse[rr] = its lse (log2;
+        // −inf when no split saw a key).
+        // kMergeLseBatch loads in flight per thread (a loop of load-then-store would wait for each).
+        for (int base = 0; base < nr * count; base += kMergeLseBatch * kThreads) {
+            float v[kMergeLseBatch];
+#pragma unroll
+            for (int b = 0; b < kMergeLseBatch; ++b) {
+                const int idx = base + b * kThreads + tid;
+                const int rr = idx / count;
+                const int i = idx - rr * count;
+                v[b] = idx < nr * count ? load_l2_f32(lse_accum + split_row(s.first_slot + i, kv_head, p.h_kv, p.rows, row0 + row_lo + rr)) : 0.0f;
+            }
+#pragma unroll
+            for (int b = 0; b < kMergeLseBatch; ++b) {
+                const int idx = base + b * kThreads + tid;
+                if (idx < nr * count) weight[idx] = v[b];
+            }
         }
         sync();
         const int warp = tid / kWarpSize;
         for (int rr = warp; rr < nr; rr += kThreads / kWarpSize) {
-            float* w = scratch + rr * s.count;
+            float* w = weight + rr * count;
             float mx = -inf_f();
-            for (int i = lane; i < s.count; i += kWarpSize) mx = fmax_(mx, w[i]);
+            for (int i = lane; i < count; i += kWarpSize) mx = fmax_(mx, w[i]);
 #pragma unroll
             for (int m = 16; m > 0; m >>= 1) mx = fmax_(mx, shfl_xor(mx, m));
             float sum = 0.0f;
             if (mx != -inf_f()) {
-                for (int i = lane; i < s.count; i += kWarpSize) sum += exp2_approx(w[i] - mx);
+                for (int i = lane; i < count; i += kWarpSize) sum += exp2_approx(w[i] - mx);
             }
 #pragma unroll
             for (int m = 16; m > 0; m >>= 1) sum += shfl_xor(sum, m);
             const bool empty = !(sum > 0.0f);
             const float lse2 = empty ? -inf_f() : mx + log2_approx(sum);
-            for (int i = lane; i < s.count; i += kWarpSize) w[i] = empty ? 0.0f : exp2_approx(w[i] - lse2);
-            if (lane == 0) scratch[nr * s.count + rr] = lse2;
+            for (int i = lane; i < count; i += kWarpSize) w[i] = empty ? 0.0f : exp2_approx(w[i] - lse2);
+            if (lane == 0) row_lse[rr] = lse2;
         }
-        sync();
 
-        // Each thread takes kMergeUnitsPerThread units at once, L lanes per unit (L as large as the
-        // CTA's threads allow: at most 32, at most S rounded up), each lane two of its splits per
-        // step: up to 8 independent 16-byte loads in flight per thread. Each lane still adds its
-        // splits in increasing order, so the result depends only on S and the unit range.
-        const int mine = end - begin;
-        int lanes = 1;
-        while (lanes < kWarpSize && lanes < s.count && mine * lanes * 2 <= kThreads * kMergeUnitsPerThread) lanes <<= 1;
-        const int sub = lane & (lanes - 1);
-        const int group = tid / lanes;
-        const int groups = kThreads / lanes;
-        const i64 step = split_out_slot_stride(p.h_kv, p.rows);  // one split slot, in floats
-        for (int base = begin; base < end; base += groups * kMergeUnitsPerThread) {
-            const float* o[kMergeUnitsPerThread];
-            const float* w[kMergeUnitsPerThread];
-            bool active[kMergeUnitsPerThread];
-            int row[kMergeUnitsPerThread], col[kMergeUnitsPerThread];
-            float4v acc[kMergeUnitsPerThread];
-#pragma unroll
-            for (int k = 0; k < kMergeUnitsPerThread; ++k) {
-                const int u = base + group + k * groups;
-                active[k] = u < end;
-                row[k] = row0 + (active[k] ? u / kMergeUnitsPerRow : 0);
-                col[k] = 4 * (active[k] ? u % kMergeUnitsPerRow : 0);
-                o[k] = o_accum + split_out_offset(s.first_slot, kv_head, p.h_kv, p.rows, row[k], col[k]);
-                w[k] = scratch + (row[k] - row_lo) * s.count;
-                acc[k] = float4v{0.0f, 0.0f, 0.0f, 0.0f};
-            }
-            int i = sub;
-            for (; i + lanes < s.count; i += 2 * lanes) {
-                float4v v0[kMergeUnitsPerThread], v1[kMergeUnitsPerThread];
-#pragma unroll
-                for (int k = 0; k < kMergeUnitsPerThread; ++k) {
-                    if (active[k]) {
-                        v0[k] = load_l2_f32x4(o[k] + i * step);
-                        v1[k] = load_l2_f32x4(o[k] + (i + lanes) * step);
+        for (int ub = begin; ub < end; ub += per_pass) {
+            const int n = end - ub < per_pass ? end - ub : per_pass;
+            cp_async_wait<0>();
+            sync();
+            // L lanes per unit, each adding its splits i ≡ lane (mod L) in increasing order, then a
+            // butterfly: the result depends only on S and the pass's units.
+            const int lanes = merge_lanes(n, count, kThreads);
+            const int sub = lane & (lanes - 1);
+            const int groups = kThreads / lanes;
+            for (int k0 = 0; k0 < n; k0 += groups) {
+                const int k = k0 + tid / lanes;
+                const int u = ub + k;
+                const SplitUnit at = split_unit(u % kSplitGroupUnits);
+                const int rel = u / kSplitGroupUnits * kSplitRowGroup + at.row;
+                const bool active = k < n && rel < rows;
+                float4v acc = {0.0f, 0.0f, 0.0f, 0.0f};
+                if (active) {
+                    const float* w = weight + (rel - row_lo) * count;
+                    for (int i = sub; i < count; i += lanes) {
+                        const float4v v = data[i * n + k];
+                        const float wi = w[i];
+                        acc.x += wi * v.x;
+                        acc.y += wi * v.y;
+                        acc.z += wi * v.z;
+                        acc.w += wi * v.w;
                     }
                 }
-#pragma unroll
-                for (int k = 0; k < kMergeUnitsPerThread; ++k) {
-                    if (active[k]) {
-                        const float w0 = w[k][i], w1 = w[k][i + lanes];
-                        acc[k].x += w0 * v0[k].x; acc[k].y += w0 * v0[k].y; acc[k].z += w0 * v0[k].z; acc[k].w += w0 * v0[k].w;
-                        acc[k].x += w1 * v1[k].x; acc[k].y += w1 * v1[k].y; acc[k].z += w1 * v1[k].z; acc[k].w += w1 * v1[k].w;
-                    }
-                }
-            }
-            if (i < s.count) {
-#pragma unroll
-                for (int k = 0; k < kMergeUnitsPerThread; ++k) {
-                    if (active[k]) {
-                        const float4v v = load_l2_f32x4(o[k] + i * step);
-                        const float wi = w[k][i];
-                        acc[k].x += wi * v.x; acc[k].y += wi * v.y; acc[k].z += wi * v.z; acc[k].w += wi * v.w;
-                    }
-                }
-            }
-#pragma unroll
-            for (int k = 0; k < kMergeUnitsPerThread; ++k) {
                 for (int m = 1; m < lanes; m <<= 1) {
-                    acc[k].x += shfl_xor(acc[k].x, m);
-                    acc[k].y += shfl_xor(acc[k].y, m);
-                    acc[k].z += shfl_xor(acc[k].z, m);
-                    acc[k].w += shfl_xor(acc[k].w, m);
+                    acc.x += shfl_xor(acc.x, m);
+                    acc.y += shfl_xor(acc.y, m);
+                    acc.z += shfl_xor(acc.z, m);
+                    acc.w += shfl_xor(acc.w, m);
                 }
-                if (active[k] && sub == 0) write_merged<T>(p, s.request, row[k], kv_head, col[k], acc[k], scratch[nr * s.count + (row[k] - row_lo)]);
+                if (active && sub == 0) write_merged<T>(p, s.request, row0 + rel, kv_head, at.col, acc, row_lse[rel - row_lo]);
+            }
+            if (ub + per_pass < end) {
+                sync();  // every thread is done with this pass's partials
+                issue(ub + per_pass, end - ub - per_pass < per_pass ? end - ub - per_pass : per_pass);
             }
         }
-    } else {
-        merge_units_unstaged<T, kThreads>(p, s, kv_head, row0, begin, end, tid);
+    } else if (mine > 0) {
+        merge_units_unstaged<T, kThreads>(p, s, kv_head, row0, rows, begin, end, tid);
     }
 
     sync();
