@@ -27,18 +27,19 @@ internal sealed class WgmmaPath : IDecodeKernelPath
     /// <summary>
     /// The fewest (64-row tile, 64-key block) pairs per SM, counted over the block table's capacity,
     /// for which the default decoder takes this path when a KV head has more than
-    /// <see cref="NarrowRows"/> query rows: below it the portable path finishes first
-    /// (docs/perf-notes.md, v7, latency suite). Engines size the block table for the batch's longest
+    /// <see cref="NarrowRows"/> query rows. Since the Q load of v8 this path finishes first at any
+    /// size there (docs/perf-notes.md, v8, latency suite: 0.24 pairs per SM at b 1, h_q 128,
+    /// s_k 1k), so the threshold is 0. Engines size the block table for the batch's longest
     /// request, so the capacity stands for the step's work.
     /// </summary>
-    internal const int MinBlocksPerSmWide = 1;
+    internal const int MinBlocksPerSmWide = 0;
 
     /// <summary>
     /// The same threshold for calls of at most <see cref="NarrowRows"/> rows per KV head: the 64-row
     /// wgmma tile is then at least half empty, while the portable path's 16- and 32-row kernels do
-    /// only the rows there are.
+    /// only the rows there are; below about one pair per SM they finish first (v8).
     /// </summary>
-    internal const int MinBlocksPerSmNarrow = 3;
+    internal const int MinBlocksPerSmNarrow = 1;
 
     /// <summary>Rows per KV head (s_q · h_q / h_kv) up to which <see cref="MinBlocksPerSmNarrow"/> applies.</summary>
     internal const int NarrowRows = 32;

@@ -80,11 +80,12 @@ public sealed class GpuKernelPathTests(GpuFixture gpu)
 
     [Theory]
     [InlineData(128, 1, 16, 4096, true)]    // 128 requests × 64 blocks: about 62 pairs per SM
-    [InlineData(1, 1, 16, 32768, true)]     // 1 tile × 512 blocks = 512 of 396 (16 rows: 3 per SM)
-    [InlineData(4, 1, 16, 4096, false)]     // 1 tile × 4 × 64 = 256 of 396
+    [InlineData(1, 1, 16, 32768, true)]     // 1 tile × 512 blocks = 512 of 132 (16 rows: 1 per SM)
+    [InlineData(4, 1, 16, 4096, true)]      // 1 tile × 4 × 64 = 256 of 132
+    [InlineData(4, 1, 16, 1024, false)]     // 1 tile × 4 × 16 = 64 of 132
     [InlineData(1, 1, 16, 1024, false)]     // 16 blocks in all
-    [InlineData(4, 1, 128, 4096, true)]     // 2 tiles × 4 × 64 = 512 of 132 (128 rows: 1 per SM)
-    [InlineData(1, 1, 128, 1024, false)]    // 2 tiles × 16 = 32 of 132
+    [InlineData(4, 1, 128, 4096, true)]     // 128 rows: always
+    [InlineData(1, 1, 128, 1024, true)]     // 2 tiles × 16 = 32 pairs, still
     public void TheDefaultDecoder_LeavesSmallCallsToMmaSync_OnSm90a(int batch, int queryLength, int queryHeads, int capacity, bool large)
     {
         var decoder = gpu.RequireDecoder();
