@@ -10,7 +10,9 @@
 # latency:  check_sm90.py --latency: the latency suite's fixed-length cases as graphs of calls over
 #           rotating cache copies, mma.sync and wgmma, each with the combine kernel and merging in
 #           the kernel (+m), and the builds named in SM90_VARIANTS beside them;
-# timeline: check_sm90.py --timeline: the stamps of the FMLA_PROBE_TIMELINE probe builds;
+# timeline: check_sm90.py --timeline: the stamps of the FMLA_PROBE_TIMELINE probe builds (those
+#           named in TIMELINE_PROBES, default probe_sm90_timeline,probe_splitkv_timeline; with
+#           BASE=REV scripts/build-micro.sh, add base_probe_sm90_timeline and the like to time REV's);
 # micro:  micro.py.
 # Logs go to ${OUT:-bench/micro/logs}.
 set -uo pipefail
