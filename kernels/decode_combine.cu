@@ -20,9 +20,8 @@ namespace fmla {
 constexpr int kCombineWarps = 8;
 constexpr int kCombineThreads = kCombineWarps * kWarpSize;
 static_assert(kCombineWarps == kSplitRowGroup, "a combine CTA takes one row group of the split workspace");
-// float4 of one row group of one split, and of them each lane accumulates (all of one row).
-constexpr int kGroupVecs = kSplitRowGroup * kHeadDimV / 4;
-constexpr int kVecsPerLane = kGroupVecs / kCombineThreads;
+// float4 of one row group of one split (kSplitGroupUnits) each lane accumulates, all of one row.
+constexpr int kVecsPerLane = kSplitGroupUnits / kCombineThreads;
 static_assert(kVecsPerLane == 4, "four float4 per lane cover a row group");
 // Splits whose weights are staged at once.
 constexpr int kCombineBatch = kWarpSize;
@@ -71,8 +70,9 @@ FMLA_DEVICE void combine_rows(const CombineParams& p) {
         reinterpret_cast<float*>(p.lse)[lse_offset(p, request, query_row(r, kv_head, p.group))] = empty ? inf_f() : lse2 * kLn2;
     }
 
-    // This lane's four float4 of the group: all in row `mine`.
-    const int mine = (lane >> 1) & (kSplitRowGroup - 1);
+    // This lane's four float4 of the group, 32(warp + 8k) + lane: all in row `mine` (split_unit).
+    static_assert(kWarpSize % (kSplitChunkFloats / 4) == 0, "float4 32m + lane lies in the row of float4 lane");
+    const int mine = split_unit(lane).row;
     const float* o_accum = reinterpret_cast<const float*>(p.o_accum);
     const i64 step = split_out_slot_stride(p.h_kv, p.rows);
     const float* region = o_accum + split_out_offset(first, kv_head, p.h_kv, p.rows, row0, 0) + 4 * (32 * warp + lane);
@@ -90,13 +90,7 @@ FMLA_DEVICE void combine_rows(const CombineParams& p) {
             const float wi = w[i];
             const float* src = region + (base + i) * step;
 #pragma unroll
-            for (int k = 0; k < kVecsPerLane; ++k) {
-                const float4v v = *reinterpret_cast<const float4v*>(src + 4 * kCombineThreads * k);
-                acc[k].x += wi * v.x;
-                acc[k].y += wi * v.y;
-                acc[k].z += wi * v.z;
-                acc[k].w += wi * v.w;
-            }
+            for (int k = 0; k < kVecsPerLane; ++k) fma4(acc[k], wi, *reinterpret_cast<const float4v*>(src + 4 * kCombineThreads * k));
         }
         sync_threads();
     }
@@ -106,9 +100,7 @@ FMLA_DEVICE void combine_rows(const CombineParams& p) {
     T* out_row = reinterpret_cast<T*>(p.output) + output_offset(p, request, query_row(out_r, kv_head, p.group));
 #pragma unroll
     for (int k = 0; k < kVecsPerLane; ++k) {
-        // float4 f = 32(warp + 8k) + lane of the group: chunk f / 16, columns 8·chunk + 4·(f % 2).
-        const int f = kWarpSize * (warp + kCombineWarps * k) + lane;
-        const int col = 8 * (f >> 4) + 4 * (f & 1);
+        const int col = split_unit(kWarpSize * (warp + kCombineWarps * k) + lane).col;
         u32x2 packed = {ElemOps<T>::pack2(acc[k].x, acc[k].y), ElemOps<T>::pack2(acc[k].z, acc[k].w)};
         *reinterpret_cast<u32x2*>(out_row + col) = packed;
     }

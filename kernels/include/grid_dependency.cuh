@@ -67,6 +67,14 @@ struct __attribute__((aligned(16))) float4v {
     float x, y, z, w;
 };
 
+// acc += w · v, component by component.
+FMLA_DEVICE void fma4(float4v& acc, float w, const float4v& v) {
+    acc.x += w * v.x;
+    acc.y += w * v.y;
+    acc.z += w * v.z;
+    acc.w += w * v.w;
+}
+
 FMLA_DEVICE float4v load_l2_f32x4(const float* p) {
     float4v v;
     asm volatile("ld.global.cg.v4.f32 {%0, %1, %2, %3}, [%4];" : "=f"(v.x), "=f"(v.y), "=f"(v.z), "=f"(v.w) : "l"(p));

@@ -145,11 +145,7 @@ FMLA_DEVICE void merge_units_unstaged(const DecodeParams& p, const SplitPiece& s
         if (active && !empty) {
             for (int i = sub; i < s.count; i += lanes) {
                 const float w = exp2_approx(load_l2_f32(lse_accum + split_row(s.first_slot + i, kv_head, p.h_kv, p.rows, row)) - lse2);
-                const float4v v = load_l2_f32x4(o_region + i * step + 4 * static_cast<i64>(u));
-                acc.x += w * v.x;
-                acc.y += w * v.y;
-                acc.z += w * v.z;
-                acc.w += w * v.w;
+                fma4(acc, w, load_l2_f32x4(o_region + i * step + 4 * static_cast<i64>(u)));
             }
         }
         for (int m = 1; m < lanes; m <<= 1) {
@@ -294,11 +290,7 @@ FMLA_DEVICE void merge_finish(const DecodeParams& p, const SplitPiece& s, int kv
                     const float* w = weight + (rel - row_lo) * count;
                     for (int i = sub; i < count; i += lanes) {
                         const float4v v = data[i * n + k];
-                        const float wi = w[i];
-                        acc.x += wi * v.x;
-                        acc.y += wi * v.y;
-                        acc.z += wi * v.z;
-                        acc.w += wi * v.w;
+                        fma4(acc, w[i], v);
                     }
                 }
                 for (int m = 1; m < lanes; m <<= 1) {
